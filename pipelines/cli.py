@@ -1,0 +1,36 @@
+"""The `uicap` command line: one entry point for every step, locally or on a cluster.
+
+Commands live in `pipelines/commands/`, one module per topic; each keeps heavy imports
+(torch, transformers, datasets) inside the command body so `uicap --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="uicap",
+    help="Retrain, evaluate and promote the UI-element captioner.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# --- command registrations (one line per command; keep alphabetical by module) ---
+from pipelines.commands import config as _config  # noqa: E402
+from pipelines.commands import samples as _samples  # noqa: E402
+from pipelines.commands import score as _score  # noqa: E402
+from pipelines.commands import tiny_model as _tiny_model  # noqa: E402
+
+app.add_typer(_config.app, name="config")
+app.command("sample-data")(_samples.sample_data)
+app.command("score")(_score.score)
+app.command("tiny-model")(_tiny_model.tiny_model)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,503 @@
+"""Typed settings of a pipeline run: one YAML file per profile, then `key=value` overrides.
+
+Both profiles run the same code; only sizes, locations and hardware differ, and all of
+those live here. `profiles/local.yaml` runs on a laptop CPU; `profiles/gke.yaml` on an
+H100 node pool. Every group forbids unknown keys, so a misspelt setting in a file or an
+override is an error that names it, never a silently ignored value.
+
+Settings hold no secrets: only the names of Kubernetes Secrets and of environment
+variables that carry them. Values that look like credentials are refused, so printing
+the settings (`uicap config show`) or logging them to MLflow cannot leak one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+PROFILES_DIR = Path(__file__).with_name("profiles")
+PROFILES = ("local", "gke")
+WORKDIR_PLACEHOLDER = "{workdir}"
+
+ModelFamily = Literal["minicpmv4_6", "minicpmv2_6", "qwen2_vl", "qwen2_5_vl", "idefics3", "llava"]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+# A Kubernetes object name (DNS-1123 subdomain), e.g. a Secret or a PVC.
+KubernetesName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", max_length=253)
+]
+EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+# A resource quantity as Kubernetes writes it: "64Gi", "500m", "8".
+Quantity = Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")]
+CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each offending dotted key and why."""
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+class DataSettings(_Group):
+    """Where the labelled interactions come from and how their columns map to the contract."""
+
+    # A Hugging Face dataset id, or a local folder that `datasets.load_dataset` reads.
+    dataset: str = "{workdir}/data/ui"
+    # Branch, tag or commit of a Hub dataset; runs record the commit it resolved to.
+    revision: str = "main"
+    split: str = "train"
+    # A named mapping known to the ingest step (e.g. "wave-ui"), applied first...
+    column_map_preset: str | None = None
+    # ...then these entries, source column -> contract column (e.g. purpose: summary).
+    column_map: dict[str, str] = Field(default_factory=dict)
+    # The run fails when more than this fraction of records is quarantined as invalid.
+    max_quarantine_fraction: Fraction = 0.05
+
+
+class SplitFractions(_Group):
+    """Shares of screens per split; a screen never straddles two splits."""
+
+    train: Fraction = 0.8
+    validation: Fraction = 0.1
+    test: Fraction = 0.1
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        total = self.train + self.validation + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"train + validation + test must sum to 1, not {total:g}")
+        if self.train == 0 or self.test == 0:
+            raise ValueError("train and test must each get a share above 0")
+        return self
+
+
+class PrepareSettings(_Group):
+    """Turning records into boxed screenshots and conversations."""
+
+    # Longest image side in pixels after resizing (the box is drawn after resizing).
+    max_image_side: int = Field(1344, ge=64)
+    # Tokens of surrounding HTML kept in the prompt; longer HTML is cut to this budget.
+    html_budget_tokens: int = Field(256, ge=0)
+    splits: SplitFractions = Field(default_factory=SplitFractions)
+    seed: int = 0
+    workers: int = Field(1, ge=1)
+
+
+class ModelSettings(_Group):
+    """The base model that the adapters are trained on."""
+
+    # A Hub id or a local folder (the local profile builds a tiny model there).
+    base: str = "{workdir}/base-model"
+    # Branch, tag or commit of a Hub model; ignored for a local folder.
+    revision: str | None = None
+    family: ModelFamily = "minicpmv4_6"
+    # Only for families that exist as Hub remote code (MiniCPM-V 2.6).
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _remote_code_is_pinned(self) -> ModelSettings:
+        if self.family == "minicpmv2_6" and not self.trust_remote_code:
+            raise ValueError("family minicpmv2_6 is Hub remote code: set trust_remote_code")
+        if self.trust_remote_code and not re.fullmatch(r"[0-9a-f]{40}", self.revision or ""):
+            raise ValueError(
+                "trust_remote_code runs code from the Hub: revision must be a full 40-character "
+                f"commit sha, not {self.revision!r}"
+            )
+        return self
+
+
+class LoraSettings(_Group):
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    # Regex over module names; None means the family's default, the language model's
+    # attention projections (q_proj, k_proj, v_proj, o_proj).
+    target_regex: str | None = None
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> LoraSettings:
+        if self.target_regex is not None:
+            try:
+                re.compile(self.target_regex)
+            except re.error as error:
+                raise ValueError(f"target_regex does not compile: {error}") from None
+        return self
+
+
+class TrainSettings(_Group):
+    """The fine-tune: LoRA by default, full fine-tuning when `full` is set."""
+
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    # Modules trained in full beside the adapters (peft `modules_to_save`), e.g. the
+    # vision-to-text merger.
+    extra_trainable_modules: list[str] = Field(default_factory=list)
+    full: bool = False
+    learning_rate: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    epochs: float = Field(3.0, gt=0)
+    per_device_batch_size: int = Field(4, ge=1)
+    grad_accum_steps: int = Field(4, ge=1)
+    # Token budget per record; longer records are skipped and counted, never cut.
+    max_length: int = Field(2048, ge=16)
+    eval_steps: int = Field(50, ge=1)
+    save_steps: int = Field(50, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    # Evaluations without improvement before stopping; None never stops early.
+    early_stopping_patience: int | None = Field(3, ge=1)
+    # auto: bf16 on a GPU that supports it, fp32 on the CPU.
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    # None: on for a GPU, off on the CPU.
+    gradient_checkpointing: bool | None = None
+    deepspeed: Literal["zero2", "zero3"] | None = None
+    # Processes (GPUs) per node for torchrun.
+    nproc_per_node: int = Field(1, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _full_has_no_extra_modules(self) -> TrainSettings:
+        if self.full and self.extra_trainable_modules:
+            raise ValueError("extra_trainable_modules has no meaning with full=true")
+        return self
+
+
+class EvaluateSettings(_Group):
+    """Scoring the candidate and the champion on the same records."""
+
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    # Paired bootstrap resamples for confidence intervals of metric differences.
+    bootstrap_resamples: int = Field(1000, ge=1000)
+    seed: int = 0
+    # Non-UI captions (Hub id or local folder): the guard against forgetting.
+    general_holdout: str = "{workdir}/data/general"
+    general_holdout_revision: str = "main"
+    general_holdout_split: str = "train"
+
+
+class GuardTolerances(_Group):
+    """How far each guard metric may fall below the champion's (absolute, metric units)."""
+
+    semantic_similarity: float = Field(0.01, ge=0)
+    format_compliance: float = Field(0.02, ge=0)
+    general_holdout: float = Field(0.05, ge=0)
+
+
+class GateSettings(_Group):
+    """When a candidate may replace the champion."""
+
+    primary_metric: Literal["CIDEr"] = "CIDEr"
+    # The candidate must beat the champion's CIDEr by at least this much, absolute...
+    cider_min_abs_gain: float = Field(0.02, ge=0)
+    # ...and by at least this fraction of the champion's CIDEr.
+    cider_min_rel_gain: float = Field(0.02, ge=0)
+    # The bootstrap interval of the CIDEr difference must lie above zero.
+    require_ci_above_zero: bool = True
+    ci_level: float = Field(0.95, gt=0.5, lt=1)
+    tolerances: GuardTolerances = Field(default_factory=GuardTolerances)
+
+
+class RegistrySettings(_Group):
+    """MLflow: where runs are tracked and which registered model the pipeline serves."""
+
+    tracking_uri: str = "sqlite:///{workdir}/mlflow.db"
+    # None: the tracking URI.
+    registry_uri: str | None = None
+    experiment_name: str = "uicap-retraining"
+    model_name: str = "ui-element-captioner"
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+
+    @model_validator(mode="after")
+    def _aliases_differ(self) -> RegistrySettings:
+        if self.champion_alias == self.challenger_alias:
+            raise ValueError("champion_alias and challenger_alias must differ")
+        return self
+
+
+class SecretEnv(_Group):
+    """Keys of a Kubernetes Secret exposed to a container as environment variables."""
+
+    name: KubernetesName
+    key_to_env: dict[str, EnvVarName] = Field(min_length=1)
+
+
+class Toleration(_Group):
+    key: str
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+def _gpu_tolerations() -> list[Toleration]:
+    # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule.
+    return [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+
+
+class KubernetesSettings(_Group):
+    """Placement, images and credentials of the pipeline's pods (gke profile)."""
+
+    namespace: KubernetesName = "kubeflow"
+    # The Kubernetes service account of the pods, bound to a Google service account
+    # through Workload Identity (GCS and Artifact Registry access, no key files).
+    service_account: KubernetesName | None = None
+    # Pinned by tag or digest (never `latest`): a rerun must run the same code.
+    runtime_image: str
+    trainer_image: str
+    accelerator_type: str = "nvidia.com/gpu"
+    accelerator_count: int = Field(1, ge=1)
+    node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    )
+    tolerations: list[Toleration] = Field(default_factory=_gpu_tolerations)
+    train_cpu_limit: Quantity = "16"
+    train_memory_limit: Quantity = "128Gi"
+    hf_token_secret: SecretEnv = Field(
+        default_factory=lambda: SecretEnv(name="hf-token", key_to_env={"token": "HF_TOKEN"})
+    )
+    mlflow_credentials_secret: SecretEnv | None = None
+    # A ReadWriteMany claim shared as HF_HOME, so weights download once per cluster.
+    hf_cache_pvc: KubernetesName | None = None
+    # /dev/shm for data-loader workers and NCCL (a memory-backed emptyDir).
+    shm_size: Quantity = "16Gi"
+    train_timeout_seconds: int = Field(6 * 3600, ge=60)
+    retries: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _images_are_pinned(self) -> KubernetesSettings:
+        for field in ("runtime_image", "trainer_image"):
+            reference = getattr(self, field)
+            name, _, tag = reference.rpartition(":")
+            if "@sha256:" in reference:
+                continue
+            if not name or "/" in tag or tag == "latest":
+                raise ValueError(f"{field} must be pinned to a tag or digest, not {reference!r}")
+        return self
+
+
+class NotifySettings(_Group):
+    """Where the run's outcome (promoted or why not) is posted."""
+
+    # Name of the env var holding the webhook URL: a Slack-style URL is a credential.
+    webhook_url_env: EnvVarName | None = None
+    # On a cluster, the Secret that provides that env var.
+    webhook_secret: SecretEnv | None = None
+
+    @model_validator(mode="after")
+    def _secret_provides_the_env_var(self) -> NotifySettings:
+        if self.webhook_secret is None:
+            return self
+        if self.webhook_url_env not in self.webhook_secret.key_to_env.values():
+            raise ValueError("webhook_secret must map one of its keys to webhook_url_env")
+        return self
+
+
+class Settings(_Group):
+    """Everything a pipeline run needs to know, for one profile."""
+
+    profile: Literal["local", "gke"]
+    # Local working folder for samples, the local model, MLflow's SQLite file and outputs.
+    workdir: str = ".uicap"
+    # Where KFP writes artifacts: a local folder or gs://bucket/prefix.
+    pipeline_root: str = "{workdir}/pipeline-root"
+    data: DataSettings = Field(default_factory=DataSettings)
+    prepare: PrepareSettings = Field(default_factory=PrepareSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    kubernetes: KubernetesSettings | None = None
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+
+    @model_validator(mode="after")
+    def _gke_runs_on_shared_services(self) -> Settings:
+        if WORKDIR_PLACEHOLDER in self.workdir:
+            raise ValueError(f"workdir cannot contain {WORKDIR_PLACEHOLDER}")
+        if self.profile != "gke":
+            return self
+        # Pods share nothing but GCS and the network: no local roots, no SQLite file.
+        if not self.pipeline_root.startswith("gs://"):
+            raise ValueError(
+                f"the gke profile needs a gs:// pipeline_root, not {self.pipeline_root!r}"
+            )
+        if not self.registry.tracking_uri.startswith(("http://", "https://")):
+            raise ValueError("the gke profile needs an http(s) registry.tracking_uri (a server)")
+        if self.kubernetes is None:
+            raise ValueError("the gke profile needs the kubernetes group")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(
+            self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=1000
+        )
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def load_settings(
+    profile: str = "local", overrides: Sequence[str] = (), path: Path | None = None
+) -> Settings:
+    """The settings of `profile` (or of the YAML at `path`), with `key=value` overrides.
+
+    Override values are YAML scalars (`train.full=true`, `train.deepspeed=null`) or flow
+    collections (`kubernetes.node_selector={pool: h100}`). `{workdir}` in any value is
+    replaced by the final `workdir` after the overrides.
+    """
+    if path is None:
+        if profile not in PROFILES:
+            raise SettingsError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+        path = PROFILES_DIR / f"{profile}.yaml"
+    source = str(path)
+    data = _read_yaml(Path(path))
+    data.setdefault("profile", profile)
+    for override in overrides:
+        _apply_override(data, override)
+    _refuse_secrets(data, source)
+    settings = _validate(data, source)
+    resolved = _replace_workdir(settings.model_dump(mode="python"), settings.workdir)
+    return _validate(resolved, source)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: no such settings file") from None
+    except yaml.YAMLError as error:
+        raise SettingsError(f"{path}: not valid YAML: {error}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"{path}: settings must be a mapping, not {type(loaded).__name__}")
+    return loaded
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not key or not all(parts):
+        raise SettingsError(f"override {override!r} is not key=value (e.g. train.lora.rank=32)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise SettingsError(f"override {key}: value is not a YAML scalar: {error}") from None
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            parent = ".".join(parts[: depth + 1])
+            raise SettingsError(f"override {key}: {parent} is a value, not a group")
+        node = child
+    node[parts[-1]] = value
+
+
+def _validate(data: dict[str, Any], source: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        lines = [_describe(item) for item in error.errors(include_url=False)]
+        raise SettingsError(f"invalid settings ({source}):\n  " + "\n  ".join(lines)) from None
+
+
+def _describe(item: Any) -> str:
+    where = ".".join(str(part) for part in item["loc"]) or "settings"
+    if item["type"] == "extra_forbidden":
+        return f"{where}: not a known setting"
+    message = item["msg"].removeprefix("Value error, ")
+    value = item.get("input")
+    if isinstance(value, (str, int, float, bool)) and item["type"] != "missing":
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        return f"{where}: {message} (got {shown})"
+    return f"{where}: {message}"
+
+
+def _replace_workdir(value: Any, workdir: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(WORKDIR_PLACEHOLDER, workdir)
+    if isinstance(value, dict):
+        return {key: _replace_workdir(item, workdir) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_workdir(item, workdir) for item in value]
+    return value
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+# Shapes of well-known credentials; a match anywhere in a value refuses the settings.
+_TOKEN_SHAPES = re.compile(
+    r"hf_[A-Za-z0-9]{20,}"  # Hugging Face
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}"  # GitHub
+    r"|sk-[A-Za-z0-9_-]{20,}"  # OpenAI-style API keys
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]{20,}"  # AWS, Google
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
+_SECRET_QUERY_KEYS = re.compile(
+    r"((access|auth|id|refresh)_)?token|(client_)?secret|password|passwd|api[-_]?key|key"
+    r"|sig|signature|x-goog-signature|x-amz-signature|x-amz-security-token",
+    re.I,
+)
+_SECRET_URL_HOSTS = ("hooks.slack.com", "discord.com", "discordapp.com", "webhook.office.com")
+
+
+def secret_reason(value: str) -> str | None:
+    """Why `value` looks like a credential, or None; the reason never quotes the value."""
+    if _TOKEN_SHAPES.search(value):
+        return "it has the shape of an access token or key"
+    if "://" in value:
+        try:
+            url = urlsplit(value)
+        except ValueError:
+            return None
+        if url.password:
+            return "the URL carries a password"
+        if any(_SECRET_QUERY_KEYS.fullmatch(name) for name, _ in parse_qsl(url.query)):
+            return "the URL carries a credential in its query"
+        if (url.hostname or "").endswith(_SECRET_URL_HOSTS):
+            return "a webhook URL is itself a credential"
+    return None
+
+
+def _refuse_secrets(data: dict[str, Any], source: str) -> None:
+    found = [
+        f"{where}: {reason}; put it in a Kubernetes Secret or an env var and give its name"
+        for where, text in _strings(data, ())
+        if (reason := secret_reason(text))
+    ]
+    if found:
+        raise SettingsError(f"settings must not hold secrets ({source}):\n  " + "\n  ".join(found))
+
+
+def _strings(value: Any, where: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield ".".join(where) or "settings", value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(str(key), (*where, "<key>"))
+            yield from _strings(item, (*where, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*where, str(index)))

@@ -1,0 +1,198 @@
+"""Profiles load as typed settings; overrides apply; bad values fail naming the dotted key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.settings import PROFILES, Settings, SettingsError, load_settings, secret_reason
+
+
+def test_local_profile_is_tiny_offline_and_resolves_workdir() -> None:
+    settings = load_settings("local")
+    assert settings.profile == "local"
+    assert settings.workdir == ".uicap"
+    assert settings.pipeline_root == ".uicap/pipeline-root"
+    assert settings.model.base == ".uicap/base-model"
+    assert settings.registry.tracking_uri == "sqlite:///.uicap/mlflow.db"
+    assert settings.prepare.max_image_side <= 448
+    assert settings.kubernetes is None
+    assert "{workdir}" not in settings.to_yaml()
+
+
+def test_gke_profile_targets_h100_gcs_and_the_cluster_mlflow() -> None:
+    settings = load_settings("gke")
+    assert settings.pipeline_root.startswith("gs://")
+    assert settings.model.base == "openbmb/MiniCPM-V-4.6"
+    assert settings.model.family == "minicpmv4_6"
+    assert settings.model.revision
+    assert settings.registry.tracking_uri.startswith("http://mlflow.")
+    k8s = settings.kubernetes
+    assert k8s is not None
+    assert k8s.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    assert k8s.accelerator_type == "nvidia.com/gpu" and k8s.accelerator_count >= 1
+    assert [t.key for t in k8s.tolerations] == ["nvidia.com/gpu"]
+    assert k8s.hf_token_secret.key_to_env == {"token": "HF_TOKEN"}
+    for image in (k8s.runtime_image, k8s.trainer_image):
+        assert re.search(r":[\w.-]+$|@sha256:", image) and not image.endswith(":latest")
+
+
+def test_profiles_ship_as_package_data() -> None:
+    import pipelines
+
+    folder = Path(pipelines.__file__).parent / "profiles"
+    assert sorted(path.stem for path in folder.glob("*.yaml")) == sorted(PROFILES)
+
+
+def test_overrides_apply_typed_and_workdir_follows() -> None:
+    settings = load_settings(
+        "local",
+        [
+            "train.lora.rank=32",
+            "gate.cider_min_abs_gain=0.05",
+            "train.full=true",
+            "train.deepspeed=zero3",
+            "workdir=/srv/uicap",
+            "data.column_map={purpose: summary, OCR: text}",
+            "train.early_stopping_patience=null",
+        ],
+    )
+    assert settings.train.lora.rank == 32 and isinstance(settings.train.lora.rank, int)
+    assert settings.gate.cider_min_abs_gain == 0.05
+    assert settings.train.full is True
+    assert settings.train.deepspeed == "zero3"
+    assert settings.train.early_stopping_patience is None
+    assert settings.data.column_map == {"purpose": "summary", "OCR": "text"}
+    assert settings.pipeline_root == "/srv/uicap/pipeline-root"
+    assert settings.registry.tracking_uri == "sqlite:////srv/uicap/mlflow.db"
+    # The profile file itself is untouched: a fresh load has the file's values.
+    assert load_settings("local").train.lora.rank == 8
+
+
+def test_invalid_value_names_the_dotted_field_and_why() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings("local", ["train.lora.rank=0", "train.deepspeed=zero9"])
+    message = str(raised.value)
+    assert re.search(r"train\.lora\.rank: .*greater than or equal to 1.*\(got 0\)", message)
+    assert re.search(r"train\.deepspeed: .*'zero2' or 'zero3'", message)
+    assert "local.yaml" in message
+
+
+def test_unknown_keys_are_rejected_wherever_they_are() -> None:
+    with pytest.raises(SettingsError, match=r"train\.lora\.rnak: not a known setting"):
+        load_settings("local", ["train.lora.rnak=4"])
+    with pytest.raises(SettingsError, match=r"colour: not a known setting"):
+        load_settings("local", ["colour=blue"])
+
+
+def test_split_fractions_must_sum_to_one() -> None:
+    with pytest.raises(SettingsError, match=r"prepare\.splits: .*sum to 1, not 1\.1"):
+        load_settings("local", ["prepare.splits.train=0.9"])
+    ok = load_settings("local", ["prepare.splits.train=0.7", "prepare.splits.validation=0.2"])
+    assert (ok.prepare.splits.train, ok.prepare.splits.validation) == (0.7, 0.2)
+
+
+def test_malformed_overrides_are_errors() -> None:
+    with pytest.raises(SettingsError, match="not key=value"):
+        load_settings("local", ["train.lora.rank"])
+    with pytest.raises(SettingsError, match=r"train\.lora\.rank is a value, not a group"):
+        load_settings("local", ["train.lora.rank.x=1"])
+    with pytest.raises(SettingsError, match="unknown profile 'prod'"):
+        load_settings("prod")
+
+
+def test_cross_field_rules() -> None:
+    with pytest.raises(SettingsError, match="gke profile needs a gs:// pipeline_root"):
+        load_settings("gke", ["pipeline_root=/data/root"])
+    with pytest.raises(SettingsError, match=r"model: .*revision must be a full 40-character"):
+        load_settings("gke", ["model.family=minicpmv2_6", "model.trust_remote_code=true"])
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    pinned = load_settings(
+        "gke", ["model.family=minicpmv2_6", "model.trust_remote_code=true", f"model.revision={sha}"]
+    )
+    assert pinned.model.revision == sha
+    with pytest.raises(SettingsError, match=r"kubernetes: .*trainer_image must be pinned"):
+        load_settings("gke", ["kubernetes.trainer_image=example.com/uicap/trainer:latest"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "kubernetes.hf_token_secret.name=hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345",
+        "registry.tracking_uri=https://ops:hunter2@mlflow.example.com",
+        "evaluate.general_holdout=https://storage.example.com/h.parquet?X-Goog-Signature=abc123",
+        "model.base=https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX",
+    ],
+)
+def test_secret_looking_values_are_refused_without_echoing_them(override: str) -> None:
+    key, _, value = override.partition("=")
+    profile = "gke" if key.startswith("kubernetes") else "local"
+    with pytest.raises(SettingsError) as raised:
+        load_settings(profile, [override])
+    message = str(raised.value)
+    assert f"{key}: " in message and "must not hold secrets" in message
+    assert value not in message
+    assert "hunter2" not in message and "hf_AbCd" not in message
+
+
+def test_revisions_and_names_do_not_look_like_secrets() -> None:
+    for text in (
+        "1b77b749cb4c9936f35838ed8cb0f1b69957ad08",
+        "http://mlflow.mlflow.svc.cluster.local:5000",
+        "gs://uicap-ml-pipelines/uicap",
+        "hf-token",
+        "HF_TOKEN",
+    ):
+        assert secret_reason(text) is None, text
+
+
+def test_any_yaml_path_loads_and_round_trips(tmp_path: Path) -> None:
+    dumped = tmp_path / "resolved.yaml"
+    dumped.write_text(load_settings("gke", ["train.lora.rank=64"]).to_yaml())
+    again = load_settings(path=dumped)
+    assert again.profile == "gke" and again.train.lora.rank == 64
+    assert again == Settings.model_validate(yaml.safe_load(dumped.read_text()))
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("profile: local\ntrain: [1, 2\n")
+    with pytest.raises(SettingsError, match=r"broken\.yaml: not valid YAML"):
+        load_settings(path=broken)
+    with pytest.raises(SettingsError, match="no such settings file"):
+        load_settings(path=tmp_path / "absent.yaml")
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def test_config_show_prints_resolved_yaml() -> None:
+    result = CliRunner().invoke(
+        app, ["config", "show", "--profile", "gke", "--set", "train.lora.rank=32"]
+    )
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.stdout)
+    assert shown["profile"] == "gke"
+    assert shown["train"]["lora"]["rank"] == 32
+    assert shown == load_settings("gke", ["train.lora.rank=32"]).model_dump(mode="json")
+
+
+def test_config_show_defaults_to_local_with_workdir_resolved() -> None:
+    result = CliRunner().invoke(app, ["config", "show", "--set", "workdir=/w"])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.stdout)
+    assert shown["profile"] == "local"
+    assert shown["model"]["base"] == "/w/base-model"
+
+
+def test_config_show_bad_override_exits_2_naming_the_field() -> None:
+    result = CliRunner().invoke(
+        app, ["config", "show", "--set", "train.lora.rank=-1", "--set", "gate.colour=red"]
+    )
+    assert result.exit_code == 2
+    assert "train.lora.rank: Input should be greater than or equal to 1" in result.stderr
+    assert "gate.colour: not a known setting" in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,126 @@
+"""The tiny VLMs load offline through the Auto classes and train/generate on CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+from typer.testing import CliRunner
+
+from components.train.families import IGNORE_INDEX, Turn, get_family
+from components.train.tiny_model import FAMILIES, build_tiny_model, corpus_from_dataset
+from pipelines.cli import app
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    from components.samples import write_sample_dataset
+
+    data = write_sample_dataset(tmp_path_factory.mktemp("ui"), kind="ui", records=60, seed=3)
+    return corpus_from_dataset(data)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, corpus: list[str]) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    return {family: build_tiny_model(root / family, corpus, family=family) for family in FAMILIES}
+
+
+def _turns() -> list[Turn]:
+    return [
+        Turn(
+            "a",
+            Image.new("RGB", (320, 200), (200, 220, 240)),
+            "What does it do?",
+            "Opens the cart.",
+        ),
+        Turn("b", Image.new("RGB", (180, 360), (20, 120, 40)), "And this one?", "Signs you out."),
+    ]
+
+
+def test_minicpmv4_6_is_the_production_class(tiny_models: dict[str, Path]) -> None:
+    model = AutoModelForImageTextToText.from_pretrained(
+        tiny_models["minicpmv4_6"], local_files_only=True
+    )
+    processor = AutoProcessor.from_pretrained(tiny_models["minicpmv4_6"], local_files_only=True)
+    assert type(model).__name__ == "MiniCPMV4_6ForConditionalGeneration"
+    assert type(processor).__name__ == "MiniCPMV4_6Processor"
+    assert type(processor.image_processor).__name__.startswith("MiniCPMV4_6ImageProcessor")
+    # The tokenizer was trained on the sample text: its words are whole tokens, not bytes.
+    assert len(processor.tokenizer.tokenize(" notifications")) <= 2
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_backward_generate(tiny_models: dict[str, Path], family: str) -> None:
+    vlm = get_family(family)
+    model, processor = vlm.load(tiny_models[family])
+    encoded = [vlm.encode(processor, turn, max_length=4096) for turn in _turns()]
+    batch = vlm.collate(processor, encoded)
+    loss = vlm.loss(model, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() > 0
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    captions = vlm.generate(model.eval(), processor, _turns(), max_new_tokens=4)
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_labels_cover_exactly_the_answer_and_end_of_turn(
+    tiny_models: dict[str, Path], family: str
+) -> None:
+    vlm = get_family(family)
+    _, processor = vlm.load(tiny_models[family])
+    for turn in _turns():
+        item = vlm.encode(processor, turn, max_length=4096)
+        labelled = [
+            tok for tok, lab in zip(item.input_ids, item.labels, strict=True) if lab != IGNORE_INDEX
+        ]
+        first = next(i for i, lab in enumerate(item.labels) if lab != IGNORE_INDEX)
+        # One contiguous labelled span at the very end: the answer, then the end of turn.
+        assert all(lab != IGNORE_INDEX for lab in item.labels[first:])
+        text = processor.tokenizer.decode(labelled)
+        assert text.strip() == f"{turn.answer}{vlm.spec.end_of_turn}"
+        image_id = processor.tokenizer.convert_tokens_to_ids(
+            getattr(processor, "image_token", "<image>")
+        )
+        assert image_id in item.input_ids[:first]
+
+
+def test_too_long_turn_is_refused_not_truncated(tiny_models: dict[str, Path]) -> None:
+    from components.train.families import TooLongError
+
+    vlm = get_family("minicpmv4_6")
+    _, processor = vlm.load(tiny_models["minicpmv4_6"])
+    with pytest.raises(TooLongError, match=r"a: \d+ tokens > max_length 16"):
+        vlm.encode(processor, _turns()[0], max_length=16)
+
+
+def test_cli_builds_from_a_dataset_folder(tmp_path: Path, corpus: list[str]) -> None:
+    from components.samples import write_sample_dataset
+
+    data = write_sample_dataset(tmp_path / "ui", kind="ui", records=30, seed=1)
+    result = CliRunner().invoke(
+        app,
+        [
+            "tiny-model",
+            "--output",
+            str(tmp_path / "m"),
+            "--family",
+            "qwen2_vl",
+            "--data",
+            str(data),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "m", local_files_only=True)
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+
+
+def test_cli_rejects_unknown_family(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["tiny-model", "--output", str(tmp_path), "--family", "gpt2"])
+    assert result.exit_code != 0
+    assert "gpt2" in result.output

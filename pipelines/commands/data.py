@@ -1,0 +1,192 @@
+"""`uicap ingest`, `uicap prepare`, `uicap prepare-general`: the data path, step by step.
+
+Thin commands: parse options, call the plain functions in components.ingest and
+components.prepare, print a summary. A bad source is reported (exit 1 for a failed
+quarantine gate, 2 for a source or option that cannot be used), never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from components.ingest import IngestManifest
+
+console = Console()
+error_console = Console(stderr=True)
+
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _fail(step: str, error: Exception, code: int) -> typer.Exit:
+    error_console.print(f"[bold red]{step} failed:[/] {error}")
+    return typer.Exit(code)
+
+
+def _ingest_table(manifest: IngestManifest, output: Path) -> Table:
+    table = Table(title="ingest", show_header=False)
+    source = manifest.source
+    table.add_row("source", f"{source.dataset} ({source.kind}, split {source.split})")
+    table.add_row("revision", source.resolved_revision)
+    table.add_row("column map", str(source.column_map["name"]))
+    counts = manifest.counts
+    table.add_row(
+        "records", f"in {counts.in_}, kept {counts.kept}, quarantined {counts.quarantined}"
+    )
+    for reason, count in manifest.common_reasons():
+        table.add_row("  quarantined for", f"{reason} ({count})")
+    normalised = ", ".join(f"{name} {n}" for name, n in manifest.normalised.items() if n)
+    if normalised:
+        table.add_row("normalised", normalised)
+    table.add_row("fingerprint", manifest.fingerprint)
+    table.add_row("output", str(output))
+    return table
+
+
+def ingest(
+    dataset: Annotated[
+        str, typer.Option(help="Hub dataset id (owner/name) or a local dataset folder.")
+    ],
+    output: Annotated[Path, typer.Option(help="Output folder: data/ + manifest.json.")],
+    revision: Annotated[
+        str | None,
+        typer.Option(help="Hub branch, tag or commit (default main); recorded as its sha."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split of the source dataset to read.")] = "train",
+    column_map: Annotated[
+        str | None,
+        typer.Option(
+            help="Preset (wave-ui, rico-widget-captions) and/or renames src=dst,... "
+            "onto the contract columns."
+        ),
+    ] = None,
+    max_quarantine_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Fail when more than this fraction of records is quarantined.", min=0.0, max=1.0
+        ),
+    ] = 0.05,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Validate a dataset record by record; keep the good ones, list the rest with reasons."""
+    from components.ingest import (
+        ColumnMapError,
+        OutputExistsError,
+        QuarantineThresholdError,
+        SourceError,
+    )
+    from components.ingest import ingest as ingest_dataset
+
+    try:
+        manifest = ingest_dataset(
+            dataset,
+            output,
+            revision=revision,
+            split=split,
+            column_map=column_map,
+            max_quarantine_fraction=max_quarantine_fraction,
+            progress=progress,
+        )
+    except QuarantineThresholdError as error:
+        console.print(_ingest_table(error.manifest, output))
+        raise _fail("ingest", error, EXIT_GATE_FAILED) from error
+    except (SourceError, ColumnMapError, OutputExistsError, ValueError) as error:
+        raise _fail("ingest", error, EXIT_BAD_INPUT) from error
+    console.print(_ingest_table(manifest, output))
+
+
+def prepare(
+    input_: Annotated[
+        Path, typer.Option("--input", help="Output folder of `uicap ingest` (data/ + manifest).")
+    ],
+    output: Annotated[
+        Path, typer.Option(help="Output folder: train/val/test.json, images/, manifest.json.")
+    ],
+    max_image_side: Annotated[
+        int, typer.Option(help="Longest image side in pixels after resizing.", min=16)
+    ] = 1344,
+    html_budget: Annotated[
+        int, typer.Option(help="Token budget of the surrounding HTML in the prompt.", min=0)
+    ] = 256,
+    split: Annotated[
+        str, typer.Option(help="train,val,test fractions; screens never cross splits.")
+    ] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = 0,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes that draw and encode images.", min=1)
+    ] = 1,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Draw the target boxes, build the prompts, write the train/val/test conversations."""
+    from components.ingest import OutputExistsError
+    from components.prepare import PrepareInputError
+    from components.prepare import prepare as prepare_dataset
+
+    try:
+        manifest = prepare_dataset(
+            input_,
+            output,
+            max_image_side=max_image_side,
+            html_budget=html_budget,
+            split_fractions=split,
+            seed=seed,
+            workers=workers,
+            progress=progress,
+        )
+    except (PrepareInputError, OutputExistsError, ValueError) as error:
+        raise _fail("prepare", error, EXIT_BAD_INPUT) from error
+    counts = manifest.counts
+    table = Table(title="prepare", show_header=False)
+    table.add_row("records", f"in {counts.in_}, duplicates removed {counts.duplicates_removed}")
+    for name in ("train", "val", "test"):
+        table.add_row(name, f"{getattr(counts, name)} records, {manifest.groups[name]} screens")
+    table.add_row("prompt template", manifest.prompt_template_version)
+    table.add_row("fingerprint", manifest.fingerprint)
+    table.add_row("output", str(output))
+    console.print(table)
+
+
+def prepare_general(
+    dataset: Annotated[
+        str, typer.Option(help="General captions dataset (external_id, image, caption).")
+    ],
+    output: Annotated[Path, typer.Option(help="Output folder (same layout as prepare).")],
+    revision: Annotated[str | None, typer.Option(help="Hub branch, tag or commit.")] = None,
+    source_split: Annotated[str, typer.Option(help="Split of the source to read.")] = "train",
+    max_image_side: Annotated[
+        int, typer.Option(help="Longest image side in pixels after resizing.", min=16)
+    ] = 1344,
+    split: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = 0,
+) -> None:
+    """Prepare general (non-UI) captions: the forgetting holdout and the tiny base's warm-up."""
+    from components.ingest import ColumnMapError, OutputExistsError, SourceError
+    from components.prepare import prepare_general as prepare_general_dataset
+
+    try:
+        manifest = prepare_general_dataset(
+            dataset,
+            output,
+            revision=revision,
+            split=source_split,
+            max_image_side=max_image_side,
+            split_fractions=split,
+            seed=seed,
+        )
+    except (SourceError, ColumnMapError, OutputExistsError, ValueError) as error:
+        raise _fail("prepare-general", error, EXIT_BAD_INPUT) from error
+    counts = manifest.counts
+    table = Table(title="prepare-general", show_header=False)
+    table.add_row(
+        "records", f"in {counts.in_}, kept {counts.kept}, quarantined {counts.quarantined}"
+    )
+    table.add_row("splits", f"train {counts.train}, val {counts.val}, test {counts.test}")
+    table.add_row("fingerprint", manifest.fingerprint)
+    table.add_row("output", str(output))
+    console.print(table)

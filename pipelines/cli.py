@@ -19,17 +19,21 @@ app = typer.Typer(
 # --- command registrations (one line per command; keep alphabetical by module) ---
 from pipelines.commands import config as _config  # noqa: E402
 from pipelines.commands import data as _data  # noqa: E402
+from pipelines.commands import evaluate as _evaluate  # noqa: E402
 from pipelines.commands import samples as _samples  # noqa: E402
 from pipelines.commands import score as _score  # noqa: E402
 from pipelines.commands import tiny_model as _tiny_model  # noqa: E402
+from pipelines.commands import train as _train  # noqa: E402
 
 app.add_typer(_config.app, name="config")
+app.command("evaluate")(_evaluate.evaluate)
 app.command("ingest")(_data.ingest)
 app.command("prepare")(_data.prepare)
 app.command("prepare-general")(_data.prepare_general)
 app.command("sample-data")(_samples.sample_data)
 app.command("score")(_score.score)
 app.command("tiny-model")(_tiny_model.tiny_model)
+app.command("train")(_train.train)
 
 
 def main() -> None:

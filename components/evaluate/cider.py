@@ -163,11 +163,16 @@ class ResampledCider:
                 minlength=self.items * n,
             )
         ).reshape(-1, n)[self.ref_item]
-        dot = np.bincount(
-            system.num_slot,
-            weights=system.num_coef * idf_squared[system.num_gram],
-            minlength=len(self.ref_item) * n,
-        ).reshape(-1, n)
+        # astype: numpy's bincount returns int64 zeros when no n-gram matches at all.
+        dot = (
+            np.bincount(
+                system.num_slot,
+                weights=system.num_coef * idf_squared[system.num_gram],
+                minlength=len(self.ref_item) * n,
+            )
+            .astype(np.float64)
+            .reshape(-1, n)
+        )
         both = (hyp_norms != 0) & (reference_norms != 0)
         cosine = np.divide(dot, hyp_norms * reference_norms, out=dot.copy(), where=both)
         per_reference = cosine * system.penalty[:, None]

@@ -50,3 +50,9 @@ def build_prompt(
 def user_turn(prompt: str) -> str:
     """The user turn of a MiniCPM-V fine-tuning record: the image marker, then the prompt."""
     return f"{IMAGE_MARKER}\n{prompt}"
+
+
+def prompt_corpus() -> list[str]:
+    """The fixed wording of both prompts, so a tokenizer trained for them keeps it whole."""
+    example = build_prompt("click", "button", "Sign in", "<button>Sign in</button>")
+    return [QUESTION, GENERAL_PROMPT, example, user_turn(example)]

@@ -24,6 +24,7 @@ def tiny_model(
     seed: Annotated[int, typer.Option(help="Seed for the random weights.")] = 0,
 ) -> None:
     """Build a randomly initialised VLM that loads through the Auto classes offline."""
+    from components.prepare.prompt import prompt_corpus
     from components.train.tiny_model import FAMILIES, build_tiny_model, corpus_from_dataset
 
     if family not in FAMILIES:
@@ -36,7 +37,7 @@ def tiny_model(
         from components.samples import sample_text_corpus
 
         texts = sample_text_corpus(seed=seed)
-    build_tiny_model(output, texts, family=family, seed=seed)
+    build_tiny_model(output, [*texts, *prompt_corpus()], family=family, seed=seed)
     console.print(
         f"[green]built[/] {family} tiny model in {time.perf_counter() - started:.1f}s -> {output}"
     )

@@ -1,0 +1,296 @@
+"""Turn a model reference into something that captions, and record exactly what it was.
+
+The evaluation compares models that reach it in three shapes:
+
+- a **model artifact** folder (``uicap_model.json`` next to ``adapter/`` or ``model/``):
+  what `uicap train` writes; the base plus adapter are rebuilt by the artifact loader;
+- an MLflow registry URI, ``models:/<name>@<alias>`` or ``models:/<name>/<version>``: the
+  alias is pinned to its version first (so a moving alias cannot change what is
+  evaluated halfway), then that version's files are downloaded and must hold one model
+  artifact;
+- anything else is a **plain model**: a local folder or a Hub id with an optional
+  ``@revision``, loaded by its family (the untuned base, or a full model).
+
+Every resolved model carries an `identity()` that evaluation.json stores: the reference as
+given, what it resolved to, the base id and revision, the family, a sha256 of the trained
+weights, the registry version, and the artifact's own metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from components.train.artifact import METADATA_FILE, ModelMetadata, read_metadata
+from components.train.families import family_names, get_family
+
+if TYPE_CHECKING:
+    from components.evaluate.generation import Captioning
+
+REGISTRY_SCHEME = "models:/"
+TINY_MODEL_FILE = "uicap_tiny.json"  # written by components.train.tiny_model
+ARTIFACT_SEARCH_DEPTH = 2  # how deep a registry download may hold its model artifact
+
+
+class ModelReferenceError(ValueError):
+    """A model reference cannot be resolved; the message names the reference and the reason."""
+
+
+@dataclass(frozen=True)
+class RegistryVersion:
+    """The registry entry a ``models:/`` reference pointed at when it was resolved."""
+
+    uri: str
+    name: str
+    version: str
+    alias: str | None
+    run_id: str | None
+    source: str | None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model reference, resolved to a loadable location, plus what identifies it."""
+
+    reference: str
+    kind: Literal["artifact", "plain"]
+    location: str  # a local folder (artifact or model) or a Hub id
+    revision: str | None
+    family: str
+    metadata: ModelMetadata | None = None
+    registry: RegistryVersion | None = None
+    weights_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_model(self) -> str:
+        return self.metadata.base_model if self.metadata else self.location
+
+    @property
+    def base_revision(self) -> str | None:
+        return self.metadata.base_revision if self.metadata else self.revision
+
+    def identity(self) -> dict[str, Any]:
+        # A registry download lives in a temporary folder; the pinned version names it.
+        location = self.location
+        if self.registry is not None:
+            location = f"{REGISTRY_SCHEME}{self.registry.name}/{self.registry.version}"
+        return {
+            "reference": self.reference,
+            "kind": self.kind,
+            "location": location,
+            "revision": self.revision,
+            "family": self.family,
+            "base_model": self.base_model,
+            "base_revision": self.base_revision,
+            "weights_sha256": self.weights_sha256,
+            "registry": None if self.registry is None else self.registry.__dict__.copy(),
+            "metadata": None if self.metadata is None else self.metadata.model_dump(mode="json"),
+            **self.extra,
+        }
+
+    def load(self, device: str, dtype: Any) -> Captioning:
+        """Load weights and processor onto `device`, in eval mode."""
+        from components.evaluate.generation import Captioning
+
+        family = get_family(self.family)
+        if self.kind == "artifact":
+            from components.train.artifact import load_captioner
+
+            captioner = load_captioner(Path(self.location), device=device, dtype=dtype)
+            return Captioning(family, captioner.model.eval(), captioner.processor)
+        model, processor = family.load(self.location, self.revision, dtype=dtype, device=device)
+        return Captioning(family, model.eval(), processor)
+
+
+def directory_sha256(folder: Path) -> str:
+    """sha256 over every file's relative path and contents, in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return f"sha256:{digest.hexdigest()}"
+
+
+def split_revision(reference: str) -> tuple[str, str | None]:
+    """``org/name@rev`` -> (``org/name``, ``rev``); a local folder keeps any ``@`` it has."""
+    if Path(reference).expanduser().exists():
+        return reference, None
+    name, at, revision = reference.rpartition("@")
+    if at and name and revision and "/" not in revision:
+        return name, revision
+    return reference, None
+
+
+def detect_family(folder: Path) -> str | None:
+    """The family of a local plain model: the tiny model's marker, else config's model_type."""
+    marker = folder / TINY_MODEL_FILE
+    if marker.is_file():
+        return str(json.loads(marker.read_text())["family"])
+    config = folder / "config.json"
+    if config.is_file():
+        model_type = json.loads(config.read_text()).get("model_type")
+        if model_type in family_names():
+            return str(model_type)
+    return None
+
+
+def _check_family(name: str, reference: str) -> str:
+    try:
+        get_family(name)
+    except ValueError as error:
+        raise ModelReferenceError(f"{reference}: {error}") from None
+    return name
+
+
+def resolve_model(
+    reference: str,
+    family: str | None = None,
+    *,
+    download_dir: Path | None = None,
+    tracking_uri: str | None = None,
+) -> ResolvedModel:
+    """Resolve `reference`; `family` is used for plain models whose family cannot be read."""
+    reference = reference.strip()
+    if not reference:
+        raise ModelReferenceError("empty model reference")
+    if reference.startswith(REGISTRY_SCHEME):
+        return _resolve_registry(reference, download_dir, tracking_uri)
+    folder = Path(reference).expanduser()
+    if (folder / METADATA_FILE).is_file():
+        return _resolve_artifact(reference, folder)
+    location, revision = split_revision(reference)
+    local = Path(location).expanduser()
+    if local.is_dir():
+        location = str(local.resolve())
+        detected = detect_family(local)
+        extra: dict[str, Any] = {}
+        if (local / TINY_MODEL_FILE).is_file():
+            extra["tiny_model"] = json.loads((local / TINY_MODEL_FILE).read_text())
+        chosen = detected or family
+    elif local.exists():
+        raise ModelReferenceError(f"{reference}: is a file, not a model folder or Hub id")
+    else:
+        chosen, extra = family, {}
+    if chosen is None:
+        raise ModelReferenceError(
+            f"{reference}: cannot tell its model family (no {METADATA_FILE}, no {TINY_MODEL_FILE}, "
+            f"no known config model_type); pass one of {', '.join(family_names())}"
+        )
+    return ResolvedModel(
+        reference=reference,
+        kind="plain",
+        location=location,
+        revision=revision,
+        family=_check_family(chosen, reference),
+        extra=extra,
+    )
+
+
+def _resolve_artifact(reference: str, folder: Path) -> ResolvedModel:
+    try:
+        metadata = read_metadata(folder)
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        raise ModelReferenceError(f"{reference}: invalid {METADATA_FILE}: {error}") from None
+    weights = folder / metadata.weights
+    if not weights.is_dir():
+        raise ModelReferenceError(
+            f"{reference}: {METADATA_FILE} names weights {metadata.weights!r}, "
+            f"but {weights} is not a folder"
+        )
+    return ResolvedModel(
+        reference=reference,
+        kind="artifact",
+        location=str(folder.resolve()),
+        revision=None,
+        family=_check_family(metadata.family, reference),
+        metadata=metadata,
+        weights_sha256=directory_sha256(weights),
+    )
+
+
+def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/name@alias`` -> (name, alias, None); ``models:/name/3`` -> (name, None, "3")."""
+    body = uri[len(REGISTRY_SCHEME) :].strip("/")
+    if "@" in body:
+        name, _, alias = body.partition("@")
+        if name and alias and "/" not in alias:
+            return name, alias, None
+    else:
+        name, _, version = body.rpartition("/")
+        if name and version.isdigit():
+            return name, None, version
+    raise ModelReferenceError(f"{uri}: expected models:/<name>@<alias> or models:/<name>/<version>")
+
+
+def _resolve_registry(
+    uri: str, download_dir: Path | None, tracking_uri: str | None
+) -> ResolvedModel:
+    """A registered version is a model artifact: its own metadata names the family."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name, alias, version = parse_registry_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        entry = (
+            client.get_model_version_by_alias(name, alias)
+            if alias is not None
+            else client.get_model_version(name, str(version))
+        )
+    except MlflowException as error:
+        raise ModelReferenceError(f"{uri}: not in the registry: {error.message}") from None
+    pinned = f"{REGISTRY_SCHEME}{name}/{entry.version}"
+    if download_dir is None:
+        raise ModelReferenceError(f"{uri}: a registry model needs a download folder")
+    target = download_dir / f"{name}-v{entry.version}"
+    target.mkdir(parents=True, exist_ok=True)
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=pinned, dst_path=str(target), tracking_uri=tracking_uri
+        )
+    )
+    found = sorted(
+        path.parent
+        for depth in range(ARTIFACT_SEARCH_DEPTH + 1)
+        for path in local.glob("/".join(["*"] * depth + [METADATA_FILE]))
+    )
+    if len(found) != 1:
+        raise ModelReferenceError(
+            f"{uri} (version {entry.version}): expected one model artifact "
+            f"({METADATA_FILE}) in its files, found {len(found)}: {[str(p) for p in found]}"
+        )
+    resolved = _resolve_artifact(uri, found[0])
+    registry = RegistryVersion(
+        uri=uri,
+        name=name,
+        version=str(entry.version),
+        alias=alias,
+        run_id=entry.run_id,
+        source=entry.source,
+    )
+    return ResolvedModel(
+        reference=uri,
+        kind="artifact",
+        location=resolved.location,
+        revision=None,
+        family=resolved.family,
+        metadata=resolved.metadata,
+        registry=registry,
+        weights_sha256=resolved.weights_sha256,
+    )
+
+
+def base_of(candidate: ResolvedModel) -> str:
+    """The base model reference a candidate artifact was trained from (``id@revision``)."""
+    if candidate.metadata is None:
+        return candidate.reference
+    base = candidate.metadata.base_model
+    revision = candidate.metadata.base_revision
+    return f"{base}@{revision}" if revision and not Path(base).exists() else base

@@ -1,0 +1,200 @@
+"""The training configuration: a few typed groups, loaded from YAML and patched with `key=value`.
+
+A flat list of dozens of `training_*` flags is hard to read and easy to misspell; groups
+with `extra="forbid"` make a typo in a YAML file or an override a clear error instead of
+a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(_Group):
+    """Low-rank adapters; the default targets are the family's LM attention projections."""
+
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    # Regex over module names; None means the family's `lora_target_regex` (LM q/k/v/o).
+    target_regex: str | None = None
+    # Modules trained in full next to the adapters, as MiniCPM-V's recipe does for the
+    # resampler/merger and the embeddings (names as peft's `modules_to_save` takes them).
+    modules_to_save: list[str] = Field(default_factory=list)
+
+
+class OptimConfig(_Group):
+    """AdamW with a cosine schedule after a linear warm-up."""
+
+    # 1e-4 for LoRA: the official MiniCPM-V scripts' 1e-6 under-trains adapters.
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class BatchConfig(_Group):
+    """How records become batches: sizes, token budget, workers and length grouping."""
+
+    # Per device; one optimizer step sees batch_size x grad_accum x processes records.
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(4, ge=1)
+    # Records longer than this are skipped and counted (image tokens are never cut).
+    max_length: int = Field(2048, ge=16)
+    # DataLoader workers that load and encode images. None: none on a CPU-only machine
+    # (there they would take the cores the training math runs on: measured slower on 2
+    # cores), else up to 4 per process from the CPUs the node has.
+    num_workers: int | None = Field(None, ge=0)
+    # Batches of similar length waste little on padding; records are shuffled within
+    # mega-batches of `group_size` batches, then sorted by length.
+    group_by_length: bool = True
+    group_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(8, ge=1)
+    # Cap on validation records per evaluation (None: the whole split).
+    eval_max_records: int | None = Field(None, ge=1)
+
+
+class ScheduleConfig(_Group):
+    """How long to train, when to evaluate and checkpoint, and when to give up."""
+
+    epochs: float = Field(3.0, gt=0)
+    # When set, the run is exactly this many optimizer steps (epochs is ignored).
+    max_steps: int | None = Field(None, ge=1)
+    eval_steps: int = Field(50, ge=1)
+    eval_at_start: bool = True
+    save_steps: int = Field(50, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    # Evaluations without improvement before stopping early (None: never stop early).
+    patience: int | None = Field(3, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    log_steps: int = Field(1, ge=1)
+
+
+class GenerationConfig(_Group):
+    """How the captioner generates; stored with the model so evaluation and serving agree."""
+
+    max_new_tokens: int = Field(48, ge=1)
+    num_beams: int = Field(1, ge=1)
+    do_sample: bool = False
+
+
+class TrainConfig(_Group):
+    """Everything that decides what a training run computes (paths and ids come from the CLI)."""
+
+    family: str = "minicpmv4_6"
+    base_revision: str | None = None
+    full: bool = False
+    seed: int = 0
+    # auto: bf16 on a GPU, fp32 on the CPU.
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    # None: on for a GPU, off on the CPU (where memory is not the limit).
+    gradient_checkpointing: bool | None = None
+    deepspeed: Literal["zero2", "zero3"] | None = None
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+
+    @model_validator(mode="after")
+    def _full_has_no_adapters(self) -> TrainConfig:
+        if self.full and self.lora.modules_to_save:
+            raise ValueError("lora.modules_to_save has no meaning with full=true (all is trained)")
+        return self
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set `group.key=value` pairs into a nested dict; values are parsed as YAML scalars."""
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {override!r} is not key=value (e.g. optim.lr=3e-4)")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {override!r}: {part!r} is not a group")
+            node = child
+        node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+    return data
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """The config from an optional YAML file, then the overrides, validated as one."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a training config must be a mapping, not {type(loaded)}")
+        data = loaded or {}
+    data = apply_overrides(data, list(overrides or []))
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as error:
+        source = str(path) if path else "overrides"
+        raise ValueError(f"invalid training config ({source}):\n{error}") from error
+
+
+def flatten(config: TrainConfig) -> dict[str, Any]:
+    """Dotted keys and plain values, as MLflow params want them."""
+
+    def walk(prefix: str, value: Any) -> dict[str, Any]:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                out.update(walk(f"{prefix}.{key}" if prefix else key, item))
+            return out
+        return {prefix: value}
+
+    return walk("", config.model_dump(mode="json"))
+
+
+def from_settings(settings: Any) -> TrainConfig:
+    """The training config of a pipeline run, from `pipelines.settings.Settings`."""
+    train, model = settings.train, settings.model
+    return TrainConfig(
+        family=model.family,
+        base_revision=model.revision,
+        full=train.full,
+        seed=train.seed,
+        precision=train.precision,
+        gradient_checkpointing=train.gradient_checkpointing,
+        deepspeed=train.deepspeed,
+        lora=LoraConfig(
+            rank=train.lora.rank,
+            alpha=train.lora.alpha,
+            dropout=train.lora.dropout,
+            target_regex=train.lora.target_regex,
+            modules_to_save=list(train.extra_trainable_modules),
+        ),
+        optim=OptimConfig(
+            lr=train.learning_rate,
+            weight_decay=train.weight_decay,
+            warmup_ratio=train.warmup_ratio,
+        ),
+        batch=BatchConfig(
+            batch_size=train.per_device_batch_size,
+            grad_accum=train.grad_accum_steps,
+            max_length=train.max_length,
+        ),
+        schedule=ScheduleConfig(
+            epochs=train.epochs,
+            eval_steps=train.eval_steps,
+            save_steps=train.save_steps,
+            keep_checkpoints=train.save_total_limit,
+            patience=train.early_stopping_patience,
+        ),
+        generation=GenerationConfig(max_new_tokens=settings.evaluate.max_new_tokens),
+    )

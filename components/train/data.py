@@ -1,0 +1,312 @@
+"""Prepared splits as training batches: records, encoding in workers, length index, sampler.
+
+Image preprocessing is the slow part of feeding a VLM, so it runs in DataLoader workers
+(`family.encode` inside `__getitem__`, `family.collate` as the collate function). One
+indexing pass measures every record's token length once: it finds the records that do
+not fit `max_length` (skipped and counted, never cut) and gives the length-grouped
+sampler what it needs to keep padding small.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from components.train.families import EncodedTurn, TooLongError, Turn, VLMFamily
+from components.train.families import split_image_marker as _split_image_marker
+
+SPLITS = ("train", "val", "test")
+TOO_LONG = "too_long"
+
+
+@dataclass(frozen=True)
+class PreparedRecord:
+    """One prepared example: where its image is, what the user asks, what the answer is."""
+
+    id: str
+    image: Path
+    prompt: str
+    answer: str
+
+    def turn(self) -> Turn:
+        with Image.open(self.image) as image:
+            return Turn(self.id, image.convert("RGB"), self.prompt, self.answer)
+
+
+def _field(record: dict[str, Any], name: str, where: str) -> Any:
+    if name not in record:
+        raise ValueError(f"{where}: missing field {name!r}")
+    return record[name]
+
+
+def parse_record(record: dict[str, Any], root: Path, where: str) -> PreparedRecord:
+    """A record of the prepared format, or an error naming the record and the field."""
+    record_id = str(_field(record, "id", where))
+    where = f"{where} (id {record_id})"
+    conversations = _field(record, "conversations", where)
+    if not isinstance(conversations, list) or len(conversations) != 2:
+        raise ValueError(
+            f"{where}: field 'conversations' must hold one user and one assistant turn"
+        )
+    user, assistant = conversations
+    if user.get("role") != "user" or assistant.get("role") != "assistant":
+        raise ValueError(f"{where}: field 'conversations' must be [user, assistant] in that order")
+    try:
+        prompt = _split_image_marker(str(user.get("content", "")))
+    except ValueError as error:
+        raise ValueError(f"{where}: field 'conversations[0].content': {error}") from error
+    answer = str(assistant.get("content", "")).strip()
+    if not answer:
+        raise ValueError(f"{where}: field 'conversations[1].content' (the answer) is empty")
+    image = root / str(_field(record, "image", where))
+    if not image.is_file():
+        raise ValueError(f"{where}: field 'image' points to a missing file {image}")
+    return PreparedRecord(record_id, image, prompt, answer)
+
+
+def read_split(prepared: Path, split: str) -> list[PreparedRecord]:
+    """All records of `split` from a prepared directory (`<split>.json`)."""
+    path = prepared / f"{split}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{prepared} has no {split}.json: is it a prepared directory?")
+    records = json.loads(path.read_text())
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a JSON list of records")
+    parsed = [parse_record(r, prepared, f"{path.name}[{i}]") for i, r in enumerate(records)]
+    seen: set[str] = set()
+    for record in parsed:
+        if record.id in seen:
+            raise ValueError(f"{path.name}: id {record.id!r} appears twice")
+        seen.add(record.id)
+    return parsed
+
+
+def read_manifest(prepared: Path) -> dict[str, Any]:
+    """The prepare step's manifest (prompt template version, fingerprint), or {} if absent."""
+    path = prepared / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record the model cannot take whole, and why."""
+
+    id: str
+    reason: str
+    detail: str
+
+
+class TurnDataset(Dataset):
+    """Loads and encodes one record per item; runs inside DataLoader workers."""
+
+    def __init__(
+        self,
+        records: Sequence[PreparedRecord],
+        family: VLMFamily,
+        processor: Any,
+        max_length: int,
+    ) -> None:
+        self.records = list(records)
+        self.family = family
+        self.processor = processor
+        self.max_length = max_length
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> EncodedTurn:
+        return self.family.encode(self.processor, self.records[index].turn(), self.max_length)
+
+    def collate(self, batch: list[EncodedTurn]) -> dict[str, Any]:
+        return self.family.collate(self.processor, batch)
+
+
+class _Measure(Dataset):
+    """The indexing pass: a record's length, or why it is skipped (no tensors kept)."""
+
+    def __init__(self, dataset: TurnDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> int | Skipped:
+        record = self.dataset.records[index]
+        try:
+            return len(self.dataset[index])
+        except TooLongError as error:
+            return Skipped(record.id, TOO_LONG, str(error))
+
+
+@dataclass
+class LengthIndex:
+    """Which records fit and their token lengths; the others with their reasons."""
+
+    kept: list[int]
+    lengths: list[int]
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def skipped_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self.skipped:
+            counts[item.reason] = counts.get(item.reason, 0) + 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kept": self.kept,
+            "lengths": self.lengths,
+            "skipped": [item.__dict__ for item in self.skipped],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LengthIndex:
+        return cls(data["kept"], data["lengths"], [Skipped(**s) for s in data["skipped"]])
+
+
+def index_lengths(dataset: TurnDataset, num_workers: int) -> LengthIndex:
+    """Encode every record once (in workers) to learn its length; nothing is kept but ints."""
+    loader = DataLoader(
+        _Measure(dataset),
+        batch_size=16,
+        num_workers=num_workers,
+        collate_fn=list,
+        generator=torch.Generator(),
+    )
+    index = LengthIndex(kept=[], lengths=[])
+    position = 0
+    for chunk in loader:
+        for item in chunk:
+            if isinstance(item, Skipped):
+                index.skipped.append(item)
+            else:
+                index.kept.append(position)
+                index.lengths.append(item)
+            position += 1
+    return index
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar length, the same on every rank, sharded by rank.
+
+    Per epoch: a seeded shuffle, cut into mega-batches of `group_size` batches, each
+    sorted by length and cut into batches, then the batch order is shuffled again (so
+    long batches are not all at the start). Rank r takes batches r, r+W, ... of an
+    epoch whose batch count is trimmed to a multiple of W. `start` skips the batches a
+    resumed run has already consumed without loading them.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int,
+        group_by_length: bool = True,
+        group_size: int = 32,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if not lengths:
+            raise ValueError("no records to sample from")
+        if len(lengths) < batch_size * num_replicas:
+            raise ValueError(
+                f"{len(lengths)} records cannot fill one batch of {batch_size} on each of "
+                f"{num_replicas} processes"
+            )
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group_by_length = group_by_length
+        self.group_size = group_size
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch = epoch
+        self.start = start
+
+    def epoch_batches(self) -> list[list[int]]:
+        """Every rank's batches of the current epoch, in order (before sharding)."""
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        if self.group_by_length:
+            mega = self.batch_size * self.group_size
+            order = [
+                i
+                for s in range(0, len(order), mega)
+                for i in sorted(order[s : s + mega], key=lambda i: -self.lengths[i])
+            ]
+        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        if self.group_by_length:
+            rng.shuffle(batches)
+        usable = len(batches) - len(batches) % self.num_replicas
+        return batches[:usable]
+
+    def __len__(self) -> int:
+        batches = math.ceil(len(self.lengths) / self.batch_size)
+        return batches // self.num_replicas
+
+    def __iter__(self) -> Iterator[list[int]]:
+        mine = self.epoch_batches()[self.rank :: self.num_replicas]
+        yield from mine[self.start :]
+
+
+def eval_batches(
+    lengths: Sequence[int], batch_size: int, num_replicas: int = 1, rank: int = 0
+) -> tuple[list[list[int]], list[bool]]:
+    """This rank's validation batches, sorted by length (least padding), and which count.
+
+    Batches are dealt round-robin; ranks that come up one short repeat their first batch
+    with `counted=False`, so every rank runs the same number of forward passes (ZeRO-3
+    gathers parameters collectively and would otherwise hang).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    rounds = math.ceil(len(batches) / num_replicas)
+    mine = batches[rank::num_replicas]
+    counted = [True] * len(mine)
+    while len(mine) < rounds:
+        mine.append(batches[0])
+        counted.append(False)
+    return mine, counted
+
+
+def resolve_workers(configured: int | None, on_gpu: bool, processes_per_node: int) -> int:
+    """The DataLoader worker count: as configured, else 0 on the CPU, else a share of CPUs."""
+    if configured is not None:
+        return configured
+    if not on_gpu:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(4, (cpus or 1) // max(1, processes_per_node) - 1))
+
+
+def make_loader(
+    dataset: TurnDataset, batch_sampler: Sampler[list[int]] | list[list[int]], num_workers: int
+) -> DataLoader:
+    """A DataLoader that encodes and collates in workers and never draws on the global RNG."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=functools.partial(TurnDataset.collate, dataset),
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        # A private generator: creating an iterator must not advance the global RNG that
+        # a resumed run restores, or LoRA dropout would differ from the straight run.
+        generator=torch.Generator(),
+        persistent_workers=False,
+    )

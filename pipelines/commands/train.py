@@ -1,0 +1,135 @@
+"""`uicap train`: LoRA (or full) fine-tuning on a prepared directory, resumable by re-running."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted (test runners swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def _configure_logging() -> None:
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("uicap")
+    if not logger.handlers:
+        if sys.stderr.isatty():
+            handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False)
+        else:  # pod logs and CI: one unwrapped line per record
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def train(
+    data: Annotated[Path, typer.Option(help="Prepared directory (train.json, val.json, ...).")],
+    base_model: Annotated[str, typer.Option(help="Hub id or local folder of the base model.")],
+    output: Annotated[Path, typer.Option(help="Output folder: model artifact + checkpoints.")],
+    config: Annotated[
+        Path | None, typer.Option(help="Training config YAML (see TrainConfig).")
+    ] = None,
+    family: Annotated[
+        str | None, typer.Option(help="Model family (default from config: minicpmv4_6).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Config override key=value, e.g. optim.lr=3e-4 (repeatable)."),
+    ] = None,
+    full: Annotated[bool, typer.Option("--full", help="Train every parameter, not LoRA.")] = False,
+    deepspeed: Annotated[
+        str | None, typer.Option(help="Shipped DeepSpeed config: zero2 | zero3.")
+    ] = None,
+    nproc_per_node: Annotated[
+        int, typer.Option(help="Processes (GPUs) on this node; >1 relaunches via torchrun.")
+    ] = 1,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the newest complete checkpoint in the output.")
+    ] = True,
+    checkpoint_dir: Annotated[
+        str | None,
+        typer.Option(help="Checkpoint folder, or a gs:// URI mirrored after every save."),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a local store)."
+        ),
+    ] = None,
+    pipeline_run_id: Annotated[
+        str | None, typer.Option(help="Pipeline run id to tag the MLflow run with.")
+    ] = None,
+    tracking: Annotated[bool, typer.Option(help="Log to MLflow.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fine-tune the captioner; re-running the same command resumes an interrupted run."""
+    from components.train.launch import exec_torchrun, launched_by_torchrun
+
+    if nproc_per_node < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--nproc-per-node")
+    if nproc_per_node > 1 and not launched_by_torchrun():
+        exec_torchrun(nproc_per_node, sys.argv[1:])
+
+    from components.train.config import load_config
+    from components.train.recipe import Preempted, ResumeMismatchError, RunInputs, TrainRecipe
+
+    overrides = list(set_ or [])
+    if family:
+        overrides.append(f"family={family}")
+    if full:
+        overrides.append("full=true")
+    if deepspeed:
+        overrides.append(f"deepspeed={deepspeed}")
+    try:
+        train_config = load_config(config, overrides)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--config/--set") from error
+    _configure_logging()
+    remote = checkpoint_dir if checkpoint_dir and checkpoint_dir.startswith("gs://") else None
+    inputs = RunInputs(
+        data=data,
+        base_model=base_model,
+        output=output,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir and not remote else None,
+        checkpoint_mirror=remote,
+        tracking_uri=tracking_uri,
+        tracking=tracking,
+        pipeline_run_id=pipeline_run_id,
+        resume=resume,
+        progress=progress,
+    )
+    recipe = TrainRecipe(train_config, inputs)
+    try:
+        recipe.run()
+    except Preempted as stop:
+        console.print(f"[yellow]stopped:[/] {stop}")
+        raise typer.Exit(128 + stop.signum) from None
+    except ResumeMismatchError as error:
+        console.print(f"[red]cannot resume:[/] {error}")
+        raise typer.Exit(2) from None
+    if recipe.accelerator.is_main_process:
+        st = recipe.state
+        skipped = {split: item.skipped_counts() for split, item in recipe.index.items()}
+        console.print(
+            f"[green]trained[/] {train_config.family} "
+            f"({'full' if train_config.full else 'LoRA'}) for {st.step} steps: "
+            f"val loss {st.initial_val_loss or float('nan'):.4f} -> best {st.best_val_loss:.4f} "
+            f"at step {st.best_step}; skipped {skipped} -> {output}"
+        )

@@ -8,11 +8,14 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH_SPEC)' | md5sum | cut -c1-10)
 INSTALL_STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+WORKDIR ?= .uicap
+RUN_ARGS ?=
 
-.PHONY: install test lint format java clean help
+.PHONY: install run test lint format java kubectl clean help images
 
 help:
 	@echo "make install   create .venv with uicap and its dev/train extras"
+	@echo "make run       install when needed, then run the retraining pipeline locally"
 	@echo "make test      install when needed, then run the test suite"
 	@echo "make lint      ruff check + format check"
 
@@ -32,7 +35,17 @@ $(INSTALL_STAMP): pyproject.toml $(TORCH_STAMP)
 java:
 	@command -v java >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null; }
 
-install: $(INSTALL_STAMP) java
+# The manifest tests render the kustomize overlays with kubectl's built-in kustomize.
+kubectl:
+	@command -v kubectl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kubernetes-client >/dev/null; }
+
+install: $(INSTALL_STAMP) java kubectl
+
+# kfp.local leaves temporary folders behind: they go under the work folder.
+run: install
+	mkdir -p $(WORKDIR)/tmp
+	MLFLOW_DISABLE_TELEMETRY=true TMPDIR=$(abspath $(WORKDIR))/tmp \
+		$(VENV)/bin/uicap run --workdir $(WORKDIR) $(RUN_ARGS)
 
 test: install
 	MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -47,3 +60,30 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# Container images. The tags are the ones pipelines/profiles/gke.yaml runs
+# (kubernetes.runtime_image, kubernetes.trainer_image); the pins are passed as build
+# arguments and equal the Dockerfiles' defaults (tests/test_images.py checks both).
+DOCKER ?= docker
+REGISTRY ?= europe-west4-docker.pkg.dev/uicap-ml/uicap
+IMAGE_TAG ?= 0.1.0
+IMAGE_PYTHON_VERSION ?= 3.11
+TORCH_VERSION ?= 2.14.1
+TORCHVISION_VERSION ?= 0.29.1
+TRAINER_BASE_IMAGE ?= pytorch/pytorch:2.14.1-cuda12.6-cudnn9-devel
+DEEPSPEED_VERSION ?= 0.19.8
+FLA_VERSION ?= 0.6.0
+CAUSAL_CONV1D_VERSION ?= 1.7.0
+
+images:
+	$(DOCKER) build -f images/runtime.Dockerfile \
+		--build-arg PYTHON_VERSION=$(IMAGE_PYTHON_VERSION) \
+		--build-arg TORCH_VERSION=$(TORCH_VERSION) \
+		--build-arg TORCHVISION_VERSION=$(TORCHVISION_VERSION) \
+		-t $(REGISTRY)/runtime:$(IMAGE_TAG) .
+	$(DOCKER) build -f images/trainer.Dockerfile \
+		--build-arg BASE_IMAGE=$(TRAINER_BASE_IMAGE) \
+		--build-arg DEEPSPEED_VERSION=$(DEEPSPEED_VERSION) \
+		--build-arg FLA_VERSION=$(FLA_VERSION) \
+		--build-arg CAUSAL_CONV1D_VERSION=$(CAUSAL_CONV1D_VERSION) \
+		-t $(REGISTRY)/trainer:$(IMAGE_TAG) .

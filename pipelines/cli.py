@@ -20,18 +20,32 @@ app = typer.Typer(
 from pipelines.commands import config as _config  # noqa: E402
 from pipelines.commands import data as _data  # noqa: E402
 from pipelines.commands import evaluate as _evaluate  # noqa: E402
+from pipelines.commands import kfp_ops as _kfp_ops  # noqa: E402
+from pipelines.commands import models as _models  # noqa: E402
+from pipelines.commands import pipeline as _pipeline  # noqa: E402
+from pipelines.commands import registry as _registry  # noqa: E402
 from pipelines.commands import samples as _samples  # noqa: E402
 from pipelines.commands import score as _score  # noqa: E402
+from pipelines.commands import serving as _serving  # noqa: E402
 from pipelines.commands import tiny_model as _tiny_model  # noqa: E402
 from pipelines.commands import train as _train  # noqa: E402
 
+app.command("compile")(_pipeline.compile)
 app.add_typer(_config.app, name="config")
 app.command("evaluate")(_evaluate.evaluate)
+app.command("export")(_serving.export)
+app.command("gate")(_registry.gate)
 app.command("ingest")(_data.ingest)
+app.add_typer(_models.app, name="models")
+app.command("predict")(_serving.predict)
 app.command("prepare")(_data.prepare)
 app.command("prepare-general")(_data.prepare_general)
+app.command("register")(_registry.register)
+app.command("run")(_pipeline.run)
 app.command("sample-data")(_samples.sample_data)
+app.command("schedule")(_kfp_ops.schedule)
 app.command("score")(_score.score)
+app.command("submit")(_kfp_ops.submit)
 app.command("tiny-model")(_tiny_model.tiny_model)
 app.command("train")(_train.train)
 

@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from components.train.config import TrainConfig
+
 PROFILES_DIR = Path(__file__).with_name("profiles")
 PROFILES = ("local", "gke")
 WORKDIR_PLACEHOLDER = "{workdir}"
@@ -124,59 +126,20 @@ class ModelSettings(_Group):
         return self
 
 
-class LoraSettings(_Group):
-    rank: int = Field(16, ge=1)
-    alpha: float = Field(32.0, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    # Regex over module names; None means the family's default, the language model's
-    # attention projections (q_proj, k_proj, v_proj, o_proj).
-    target_regex: str | None = None
+class TrainSettings(TrainConfig):
+    """The fine-tune: `components.train.config.TrainConfig` (what `uicap train --config`
+    reads), plus how many processes run it.
 
-    @model_validator(mode="after")
-    def _regex_compiles(self) -> LoraSettings:
-        if self.target_regex is not None:
-            try:
-                re.compile(self.target_regex)
-            except re.error as error:
-                raise ValueError(f"target_regex does not compile: {error}") from None
-        return self
+    The base model's family and revision come from the `model` group, and the generation
+    length from `evaluate`; `Settings` fills them in, so each is set in one place.
+    """
 
-
-class TrainSettings(_Group):
-    """The fine-tune: LoRA by default, full fine-tuning when `full` is set."""
-
-    lora: LoraSettings = Field(default_factory=LoraSettings)
-    # Modules trained in full beside the adapters (peft `modules_to_save`), e.g. the
-    # vision-to-text merger.
-    extra_trainable_modules: list[str] = Field(default_factory=list)
-    full: bool = False
-    learning_rate: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    epochs: float = Field(3.0, gt=0)
-    per_device_batch_size: int = Field(4, ge=1)
-    grad_accum_steps: int = Field(4, ge=1)
-    # Token budget per record; longer records are skipped and counted, never cut.
-    max_length: int = Field(2048, ge=16)
-    eval_steps: int = Field(50, ge=1)
-    save_steps: int = Field(50, ge=1)
-    save_total_limit: int = Field(2, ge=1)
-    # Evaluations without improvement before stopping; None never stops early.
-    early_stopping_patience: int | None = Field(3, ge=1)
-    # auto: bf16 on a GPU that supports it, fp32 on the CPU.
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    # None: on for a GPU, off on the CPU.
-    gradient_checkpointing: bool | None = None
-    deepspeed: Literal["zero2", "zero3"] | None = None
     # Processes (GPUs) per node for torchrun.
     nproc_per_node: int = Field(1, ge=1)
-    seed: int = 0
 
-    @model_validator(mode="after")
-    def _full_has_no_extra_modules(self) -> TrainSettings:
-        if self.full and self.extra_trainable_modules:
-            raise ValueError("extra_trainable_modules has no meaning with full=true")
-        return self
+    def config(self) -> TrainConfig:
+        """The training config as the train step receives it."""
+        return TrainConfig.model_validate(self.model_dump(exclude={"nproc_per_node"}))
 
 
 class EvaluateSettings(_Group):
@@ -274,7 +237,8 @@ class KubernetesSettings(_Group):
         default_factory=lambda: SecretEnv(name="hf-token", key_to_env={"token": "HF_TOKEN"})
     )
     mlflow_credentials_secret: SecretEnv | None = None
-    # A ReadWriteMany claim shared as HF_HOME, so weights download once per cluster.
+    # A claim mounted as HF_HOME, so weights download once, not per run (the manifests'
+    # uicap-hf-cache is ReadWriteOnce: one GPU node uses it at a time).
     hf_cache_pvc: KubernetesName | None = None
     # /dev/shm for data-loader workers and NCCL (a memory-backed emptyDir).
     shm_size: Quantity = "16Gi"
@@ -327,6 +291,20 @@ class Settings(_Group):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     kubernetes: KubernetesSettings | None = None
     notify: NotifySettings = Field(default_factory=NotifySettings)
+
+    @model_validator(mode="after")
+    def _train_follows_model_and_evaluate(self) -> Settings:
+        """One place for each fact: the base in `model`, the caption length in `evaluate`."""
+        derived = {
+            "family": (self.model.family, "model.family"),
+            "base_revision": (self.model.revision, "model.revision"),
+        }
+        for name, (value, home) in derived.items():
+            if name in self.train.model_fields_set and getattr(self.train, name) != value:
+                raise ValueError(f"train.{name} follows {home}: set {home} instead")
+            setattr(self.train, name, value)
+        self.train.generation.max_new_tokens = self.evaluate.max_new_tokens
+        return self
 
     @model_validator(mode="after")
     def _gke_runs_on_shared_services(self) -> Settings:

@@ -7,6 +7,8 @@ The fixtures themselves live in `tests/servers.py`:
 - `gcs_emulator`: a fresh bucket with STORAGE_EMULATOR_HOST set for one test;
   `.name`, `.root` (`gs://<bucket>`), `.emulator`.
 - `kfp_local`: kfp.local with SubprocessRunner(use_venv=False); yields the pipeline root.
+`tests/local_profile.py` holds `local_profile` (session): the local profile's settings,
+its warmed tiny base, generated data and the prepared UI sample.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from local_profile import local_profile  # noqa: F401 (a session fixture, found by name)
 from servers import (  # noqa: F401 (fixtures are found by name in this module)
     gcs_emulator,
     gcs_server,

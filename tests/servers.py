@@ -98,15 +98,18 @@ def start_server(
     log_path: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    port: int | None = None,
 ) -> ServerProcess:
     """Start `command(port)` on a free port and wait until `health_path` answers 200.
 
     The port is probed free and then bound by the server, so another process may win the
-    race; a server that exits early is retried on a new port a few times.
+    race; a server that exits early is retried on a new port a few times. With `port`
+    given (a restart at the same address) there is one attempt, on that port.
     """
     failures: list[str] = []
-    for _ in range(BIND_ATTEMPTS):
-        port = free_port()
+    fixed_port = port
+    for _ in range(1 if fixed_port is not None else BIND_ATTEMPTS):
+        port = fixed_port if fixed_port is not None else free_port()
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 command(port),
@@ -188,9 +191,25 @@ class MlflowServer:
     artifacts_destination: Path
     server: ServerProcess
 
+    @property
+    def port(self) -> int:
+        return int(self.uri.rsplit(":", 1)[1])
 
-def start_mlflow_server(root: Path) -> MlflowServer:
-    """SQLite backend, artifacts proxied by the server into `root/artifacts`, one worker."""
+    def stop(self) -> None:
+        self.server.stop()
+
+    def restart(self) -> MlflowServer:
+        """Stop (if still running) and start again on the same port and the same stores."""
+        if self.server.process.poll() is None:
+            self.stop()
+        return start_mlflow_server(self.artifacts_destination.parent, port=self.port)
+
+
+def start_mlflow_server(root: Path, port: int | None = None) -> MlflowServer:
+    """SQLite backend, artifacts proxied by the server into `root/artifacts`, one worker.
+
+    `port`: listen there (a restart keeps the URI clients already hold); default: a free one.
+    """
     root.mkdir(parents=True, exist_ok=True)
     backend = f"sqlite:///{root / 'mlflow.db'}"
     artifacts = root / "artifacts"
@@ -221,6 +240,7 @@ def start_mlflow_server(root: Path) -> MlflowServer:
         # and the model registry never use.
         env={"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         cwd=root,
+        port=port,
     )
     return MlflowServer(server.url, backend, artifacts, server)
 
@@ -327,12 +347,31 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         server.server.stop()
 
 
+def forget_mlflow_uris() -> None:
+    """Undo `mlflow.set_tracking_uri` / `mlflow.set_registry_uri` made by the code under test.
+
+    MLflow keeps both URIs process-wide and also exports them to the environment for
+    subprocesses. Setting them back to None unsets MLFLOW_TRACKING_URI but leaves
+    MLFLOW_REGISTRY_URI, which would send a later test's registry calls to this test's
+    store while its tracking calls go to its own. A fixture calls this before its
+    monkeypatch restores the variables as they were before the test.
+    """
+    if "mlflow" not in sys.modules:
+        return  # nothing can have set them
+    import mlflow
+
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
 @pytest.fixture
-def mlflow_tracking(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> str:
+def mlflow_tracking(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """MLFLOW_TRACKING_URI (and the registry URI) set to the session's server for one test."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    return mlflow_server.uri
+    yield mlflow_server.uri
+    forget_mlflow_uris()
 
 
 @pytest.fixture(scope="session")

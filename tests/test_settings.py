@@ -56,17 +56,18 @@ def test_overrides_apply_typed_and_workdir_follows() -> None:
             "train.lora.rank=32",
             "gate.cider_min_abs_gain=0.05",
             "train.full=true",
+            "train.lora.modules_to_save=[]",
             "train.deepspeed=zero3",
             "workdir=/srv/uicap",
             "data.column_map={purpose: summary, OCR: text}",
-            "train.early_stopping_patience=null",
+            "train.schedule.patience=null",
         ],
     )
     assert settings.train.lora.rank == 32 and isinstance(settings.train.lora.rank, int)
     assert settings.gate.cider_min_abs_gain == 0.05
     assert settings.train.full is True
     assert settings.train.deepspeed == "zero3"
-    assert settings.train.early_stopping_patience is None
+    assert settings.train.schedule.patience is None
     assert settings.data.column_map == {"purpose": "summary", "OCR": "text"}
     assert settings.pipeline_root == "/srv/uicap/pipeline-root"
     assert settings.registry.tracking_uri == "sqlite:////srv/uicap/mlflow.db"
@@ -196,3 +197,12 @@ def test_config_show_bad_override_exits_2_naming_the_field() -> None:
     assert "train.lora.rank: Input should be greater than or equal to 1" in result.stderr
     assert "gate.colour: not a known setting" in result.stderr
     assert result.stdout == ""
+
+
+def test_train_takes_the_base_and_caption_length_from_model_and_evaluate() -> None:
+    settings = load_settings("gke", ["model.revision=abc123", "evaluate.max_new_tokens=40"])
+    config = settings.train.config()
+    assert (config.family, config.base_revision) == ("minicpmv4_6", "abc123")
+    assert config.generation.max_new_tokens == 40
+    with pytest.raises(SettingsError, match=r"train\.family follows model\.family"):
+        load_settings("gke", ["train.family=qwen2_vl"])

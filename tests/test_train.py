@@ -21,8 +21,10 @@ from components.train.artifact import load_captioner, read_metadata
 from components.train.checkpoints import MARKER, CheckpointStore, torn_reason
 from components.train.config import TrainConfig, load_config
 from components.train.data import (
+    EncodingCache,
     LengthGroupedBatchSampler,
     PreparedRecord,
+    TurnDataset,
     eval_batches,
     read_split,
 )
@@ -134,6 +136,30 @@ def test_read_split_names_the_record_and_field(ui_data: Path, tmp_path: Path) ->
 def _padding(batches: list[list[int]], lengths: list[int]) -> float:
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     return 1 - sum(lengths) / padded
+
+
+def test_encoding_cache_serves_identical_encodings_within_its_budget(
+    ui_data: Path, base: Path
+) -> None:
+    from transformers import AutoProcessor
+
+    records = read_split(ui_data, "train")[:6]
+    family, processor = get_family("minicpmv4_6"), AutoProcessor.from_pretrained(base)
+    fresh = TurnDataset(records, family, processor, 1024)
+    cache = EncodingCache(budget_bytes=10 * 2**20)
+    cached = TurnDataset(records, family, processor, 1024, cache)
+    first = [cached[i] for i in range(len(records))]
+    assert len(cache.items) == len(records) and cache.used > 0
+    for index, turn in enumerate(first):
+        assert cached[index] is turn  # served from memory
+        again = fresh[index]
+        assert (turn.input_ids, turn.labels) == (again.input_ids, again.labels)
+        for key, tensor in turn.vision.items():
+            assert torch.equal(tensor, again.vision[key]), key
+    # A budget smaller than one record keeps nothing; encoding still works.
+    tight = EncodingCache(budget_bytes=cache.used // (2 * len(records)))
+    assert TurnDataset(records, family, processor, 1024, tight)[0].input_ids == first[0].input_ids
+    assert tight.items == {} and tight.used == 0
 
 
 def test_length_grouped_sampler_covers_each_record_once_with_less_padding() -> None:

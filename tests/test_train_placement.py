@@ -77,7 +77,7 @@ def test_placement_puts_the_task_on_an_h100_node(tmp_path: Path) -> None:
 
 
 def test_placement_without_a_pvc_mounts_none(tmp_path: Path) -> None:
-    _, executor = compile_one_task(load_settings("gke"), tmp_path)
+    _, executor = compile_one_task(load_settings("gke", ["kubernetes.hf_cache_pvc=null"]), tmp_path)
     assert "pvcMount" not in executor
     assert executor["secretAsEnv"][0]["secretName"] == "hf-token"
 

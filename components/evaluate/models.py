@@ -246,14 +246,16 @@ def _resolve_registry(
         )
     except MlflowException as error:
         raise ModelReferenceError(f"{uri}: not in the registry: {error.message}") from None
-    pinned = f"{REGISTRY_SCHEME}{name}/{entry.version}"
     if download_dir is None:
         raise ModelReferenceError(f"{uri}: a registry model needs a download folder")
     target = download_dir / f"{name}-v{entry.version}"
     target.mkdir(parents=True, exist_ok=True)
+    # The version's own artifact location, read through this client: a `models:/` URI
+    # would be resolved against the process-wide registry, not the one asked for.
+    source = client.get_model_version_download_uri(name, str(entry.version))
     local = Path(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=pinned, dst_path=str(target), tracking_uri=tracking_uri
+            artifact_uri=source, dst_path=str(target), tracking_uri=tracking_uri
         )
     )
     found = sorted(

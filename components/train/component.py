@@ -4,7 +4,7 @@ No `from __future__ import annotations` here: KFP reads the parameter annotation
 objects to build the component spec (kfp 2.17).
 """
 
-from typing import Any
+from typing import Any, Optional
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Input, Model, Output
@@ -26,6 +26,7 @@ def train_captioner(
     tracking_uri: str = "",
     pipeline_run_id: str = "",
     nproc_per_node: int = 1,
+    replay: Optional[Input[Dataset]] = None,  # noqa: UP045 (KFP reads Optional[...])
 ) -> None:
     """Fine-tune the captioner on a prepared dataset with `uicap train`.
 
@@ -39,6 +40,7 @@ def train_captioner(
         tracking_uri: MLflow tracking URI. Empty: $MLFLOW_TRACKING_URI, else a local store.
         pipeline_run_id: Tags the MLflow run with the pipeline run it belongs to.
         nproc_per_node: Training processes (GPUs) on the node; more than 1 uses torchrun.
+        replay: A prepared general set whose train split is rehearsed (replay_fraction).
     """
     from components.train.launch import run_train_step
 
@@ -51,6 +53,7 @@ def train_captioner(
         tracking_uri=tracking_uri,
         pipeline_run_id=pipeline_run_id,
         nproc_per_node=nproc_per_node,
+        replay_data=replay.path if replay is not None else "",
     )
     model.metadata.update(summary)
 

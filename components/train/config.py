@@ -7,6 +7,7 @@ a silently ignored setting.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +30,15 @@ class LoraConfig(_Group):
     # Modules trained in full next to the adapters, as MiniCPM-V's recipe does for the
     # resampler/merger and the embeddings (names as peft's `modules_to_save` takes them).
     modules_to_save: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> LoraConfig:
+        if self.target_regex is not None:
+            try:
+                re.compile(self.target_regex)
+            except re.error as error:
+                raise ValueError(f"target_regex does not compile: {error}") from None
+        return self
 
 
 class OptimConfig(_Group):
@@ -61,6 +71,9 @@ class BatchConfig(_Group):
     group_by_length: bool = True
     group_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(8, ge=1)
+    # Encoded records (token ids + image tensors) kept in memory for later epochs and
+    # validation passes, in MiB; 0 encodes every record every time.
+    encoding_cache_mb: int = Field(2048, ge=0)
     # Cap on validation records per evaluation (None: the whole split).
     eval_max_records: int | None = Field(None, ge=1)
 
@@ -101,6 +114,10 @@ class TrainConfig(_Group):
     # None: on for a GPU, off on the CPU (where memory is not the limit).
     gradient_checkpointing: bool | None = None
     deepspeed: Literal["zero2", "zero3"] | None = None
+    # General (replay) records mixed into each epoch, as a share of the task's training
+    # records: rehearsing what the base already knows keeps the fine-tune from erasing it
+    # (the forgetting the evaluation's general holdout measures). Needs replay data.
+    replay_fraction: float = Field(0.0, ge=0.0, le=4.0)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
@@ -133,17 +150,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """The config from an optional YAML file, then the overrides, validated as one."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a training config must be a mapping, not {type(loaded)}")
-        data = loaded or {}
-    data = apply_overrides(data, list(overrides or []))
+    text = Path(path).read_text() if path is not None else ""
+    return parse_config(text, overrides, source=str(path) if path else "overrides")
+
+
+def parse_config(
+    text: str, overrides: list[str] | None = None, *, source: str = "config"
+) -> TrainConfig:
+    """The config from YAML (or JSON) text, as a pipeline parameter carries it."""
+    loaded = yaml.safe_load(text) if text.strip() else None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ValueError(f"{source}: a training config must be a mapping, not {type(loaded)}")
+    data = apply_overrides(loaded or {}, list(overrides or []))
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as error:
-        source = str(path) if path else "overrides"
         raise ValueError(f"invalid training config ({source}):\n{error}") from error
 
 
@@ -163,38 +184,4 @@ def flatten(config: TrainConfig) -> dict[str, Any]:
 
 def from_settings(settings: Any) -> TrainConfig:
     """The training config of a pipeline run, from `pipelines.settings.Settings`."""
-    train, model = settings.train, settings.model
-    return TrainConfig(
-        family=model.family,
-        base_revision=model.revision,
-        full=train.full,
-        seed=train.seed,
-        precision=train.precision,
-        gradient_checkpointing=train.gradient_checkpointing,
-        deepspeed=train.deepspeed,
-        lora=LoraConfig(
-            rank=train.lora.rank,
-            alpha=train.lora.alpha,
-            dropout=train.lora.dropout,
-            target_regex=train.lora.target_regex,
-            modules_to_save=list(train.extra_trainable_modules),
-        ),
-        optim=OptimConfig(
-            lr=train.learning_rate,
-            weight_decay=train.weight_decay,
-            warmup_ratio=train.warmup_ratio,
-        ),
-        batch=BatchConfig(
-            batch_size=train.per_device_batch_size,
-            grad_accum=train.grad_accum_steps,
-            max_length=train.max_length,
-        ),
-        schedule=ScheduleConfig(
-            epochs=train.epochs,
-            eval_steps=train.eval_steps,
-            save_steps=train.save_steps,
-            keep_checkpoints=train.save_total_limit,
-            patience=train.early_stopping_patience,
-        ),
-        generation=GenerationConfig(max_new_tokens=settings.evaluate.max_new_tokens),
-    )
+    return settings.train.config()

@@ -107,6 +107,38 @@ class Skipped:
     detail: str
 
 
+def _nbytes(turn: EncodedTurn) -> int:
+    tensors = sum(
+        int(v.nelement() * v.element_size()) for v in turn.vision.values() if hasattr(v, "nelement")
+    )
+    return tensors + 16 * len(turn.input_ids)
+
+
+class EncodingCache:
+    """Encoded records kept for the next epoch and evaluation, up to a byte budget.
+
+    Decoding a screenshot and running the processor costs more than the forward and
+    backward pass of a small model, and every epoch (and every validation pass) asks for
+    the same records again. Encodings are deterministic, so a cached record is the record
+    a fresh encode would give; once the budget is spent, the rest are encoded each time.
+    Entries made inside DataLoader workers stay in that worker.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self.used = 0
+        self.items: dict[tuple[str, str], EncodedTurn] = {}
+
+    def get(self, key: tuple[str, str]) -> EncodedTurn | None:
+        return self.items.get(key)
+
+    def put(self, key: tuple[str, str], turn: EncodedTurn) -> None:
+        size = _nbytes(turn)
+        if key not in self.items and self.used + size <= self.budget:
+            self.items[key] = turn
+            self.used += size
+
+
 class TurnDataset(Dataset):
     """Loads and encodes one record per item; runs inside DataLoader workers."""
 
@@ -116,17 +148,27 @@ class TurnDataset(Dataset):
         family: VLMFamily,
         processor: Any,
         max_length: int,
+        cache: EncodingCache | None = None,
     ) -> None:
         self.records = list(records)
         self.family = family
         self.processor = processor
         self.max_length = max_length
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> EncodedTurn:
-        return self.family.encode(self.processor, self.records[index].turn(), self.max_length)
+        record = self.records[index]
+        key = (record.id, str(record.image))
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            return cached
+        turn = self.family.encode(self.processor, record.turn(), self.max_length)
+        if self.cache is not None:
+            self.cache.put(key, turn)
+        return turn
 
     def collate(self, batch: list[EncodedTurn]) -> dict[str, Any]:
         return self.family.collate(self.processor, batch)

@@ -103,6 +103,7 @@ def run_train_step(
     tracking_uri: str = "",
     pipeline_run_id: str = "",
     nproc_per_node: int = 1,
+    replay_data: str = "",
 ) -> dict[str, float | int | str]:
     """The training step as a pipeline runs it; returns a summary for the artifact's metadata.
 
@@ -120,6 +121,8 @@ def run_train_step(
         args += ["--checkpoint-dir", checkpoint_uri]
     if tracking_uri:
         args += ["--tracking-uri", tracking_uri]
+    if replay_data:
+        args += ["--replay-data", replay_data]
     if pipeline_run_id:
         args += ["--pipeline-run-id", pipeline_run_id]
     code = run_train_cli(args)

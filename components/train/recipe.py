@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import random
 import resource
 import shutil
 import signal
@@ -34,8 +35,10 @@ from components.train.artifact import (
 from components.train.checkpoints import MARKER, CheckpointStore
 from components.train.config import TrainConfig, flatten
 from components.train.data import (
+    EncodingCache,
     LengthGroupedBatchSampler,
     LengthIndex,
+    PreparedRecord,
     TurnDataset,
     eval_batches,
     index_lengths,
@@ -90,6 +93,8 @@ class RunInputs:
     output: Path
     checkpoint_dir: Path | None = None
     checkpoint_mirror: str | None = None
+    # A prepared general set; its train split is the replay pool (`replay_fraction`).
+    replay_data: Path | None = None
     tracking_uri: str | None = None
     tracking: bool = True
     pipeline_run_id: str | None = None
@@ -254,8 +259,13 @@ class TrainRecipe:
         self.num_workers = resolve_workers(cfg.batch.num_workers, self.on_gpu, per_node)
         self.manifest = read_manifest(data)
         records = {split: read_split(data, split) for split in ("train", "val")}
+        self.replay = self._replay_records(len(records["train"]))
+        records["train"] = records["train"] + self.replay
+        # One cache for the indexing pass, training and validation: the pass's encodings
+        # are the first epoch's.
+        cache = EncodingCache(cfg.batch.encoding_cache_mb * 2**20)
         datasets = {
-            split: TurnDataset(recs, self.family, self.processor, cfg.batch.max_length)
+            split: TurnDataset(recs, self.family, self.processor, cfg.batch.max_length, cache)
             for split, recs in records.items()
         }
         self.index = self._length_index(data, datasets)
@@ -271,9 +281,11 @@ class TrainRecipe:
                     f"skipped {self.index[split].skipped_counts()}"
                 )
         self.train_set = TurnDataset(
-            kept["train"], self.family, self.processor, cfg.batch.max_length
+            kept["train"], self.family, self.processor, cfg.batch.max_length, cache
         )
-        self.val_set = TurnDataset(kept["val"], self.family, self.processor, cfg.batch.max_length)
+        self.val_set = TurnDataset(
+            kept["val"], self.family, self.processor, cfg.batch.max_length, cache
+        )
         self.sampler = LengthGroupedBatchSampler(
             self.index["train"].lengths,
             batch_size=cfg.batch.batch_size,
@@ -292,6 +304,26 @@ class TrainRecipe:
             1, math.ceil(cfg.schedule.epochs * steps_per_epoch)
         )
 
+    def _replay_records(self, task_records: int) -> list[PreparedRecord]:
+        """A seeded draw from the replay pool, `replay_fraction` × the task's records.
+
+        Validation stays task-only: its loss measures the task, and the evaluation's
+        general holdout (another split of the general set) measures what was kept.
+        """
+        fraction = self.config.replay_fraction
+        if fraction == 0:
+            return []
+        if self.inputs.replay_data is None:
+            raise ValueError(
+                f"replay_fraction={fraction} needs replay data: pass --replay-data with a "
+                "prepared general set"
+            )
+        pool = read_split(Path(self.inputs.replay_data), "train")
+        wanted = round(fraction * task_records)
+        rng = random.Random(self.config.seed)
+        whole, rest = divmod(wanted, len(pool))
+        return pool * whole + rng.sample(pool, rest)
+
     def _length_index(self, data: Path, datasets: dict[str, TurnDataset]) -> dict[str, LengthIndex]:
         """Lengths of every record, measured once and cached in the output folder."""
         from accelerate.utils import broadcast_object_list
@@ -306,6 +338,7 @@ class TrainRecipe:
                         hashlib.sha256((data / f"{s}.json").read_bytes()).hexdigest()
                         for s in datasets
                     ),
+                    [record.id for record in self.replay],
                 ]
             ).encode()
         ).hexdigest()

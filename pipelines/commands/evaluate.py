@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,20 +10,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pipelines.commands.logs import configure_logging
+
 console = Console()
 errors = Console(stderr=True)
 
 
-def _configure_logging() -> None:
-    logger = logging.getLogger("uicap")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-
-
-def _results_table(evaluation: dict[str, Any]) -> Table:
+def results_table(evaluation: dict[str, Any]) -> Table:
     from components.evaluate.evaluation import COMPARED_METRICS, GENERAL_HOLDOUT_METRIC
 
     baseline = evaluation["baseline_role"]
@@ -86,7 +77,7 @@ def evaluate(
     from components.evaluate.evaluation import evaluate as run_evaluation
     from components.evaluate.models import ModelReferenceError
 
-    _configure_logging()
+    configure_logging()
     try:
         result = run_evaluation(
             data,
@@ -106,7 +97,7 @@ def evaluate(
         errors.print("[red]cannot evaluate:[/]")
         errors.print(str(error), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
-    console.print(_results_table(result))
+    console.print(results_table(result))
     for line in result["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
     console.print(f"wrote {output / EVALUATION_FILE}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,33 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pipelines.commands.logs import configure_logging
+
 console = Console()
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is when a record is emitted (test runners swap it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> object:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
-
-
-def _configure_logging() -> None:
-    from rich.logging import RichHandler
-
-    logger = logging.getLogger("uicap")
-    if not logger.handlers:
-        if sys.stderr.isatty():
-            handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False)
-        else:  # pod logs and CI: one unwrapped line per record
-            handler = _StderrHandler()
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
 
 
 def train(
@@ -73,6 +48,10 @@ def train(
             help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a local store)."
         ),
     ] = None,
+    replay_data: Annotated[
+        Path | None,
+        typer.Option(help="Prepared general set rehearsed during training (replay_fraction)."),
+    ] = None,
     pipeline_run_id: Annotated[
         str | None, typer.Option(help="Pipeline run id to tag the MLflow run with.")
     ] = None,
@@ -101,7 +80,7 @@ def train(
         train_config = load_config(config, overrides)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--config/--set") from error
-    _configure_logging()
+    configure_logging()
     remote = checkpoint_dir if checkpoint_dir and checkpoint_dir.startswith("gs://") else None
     inputs = RunInputs(
         data=data,
@@ -109,6 +88,7 @@ def train(
         output=output,
         checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir and not remote else None,
         checkpoint_mirror=remote,
+        replay_data=replay_data,
         tracking_uri=tracking_uri,
         tracking=tracking,
         pipeline_run_id=pipeline_run_id,

@@ -1,0 +1,166 @@
+"""Skip a retraining run when the champion was trained on exactly these inputs.
+
+A run's lineage is what decides the weights it would produce: the ingested data's content
+fingerprint, the base model and its revision, the prompt template, and the prepare and
+training settings. Its key (a sha256 of the canonical JSON) is tagged on every registered
+version. When the champion carries the same key, training again would spend GPU hours to
+reproduce the champion, so the pipeline stops after ingest with "no new data".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.ingest.manifest import MANIFEST_NAME, IngestManifest
+from components.prepare.prompt import PROMPT_TEMPLATE_VERSION
+
+LINEAGE_KEY_TAG = "uicap.lineage.key"
+LINEAGE_TAG = "uicap.lineage"
+# Training settings that change how fast a run goes, not the weights it produces: a new
+# release adding one (or an operator tuning one) must not look like new data.
+NOT_DECISIVE = {"batch": ("num_workers", "encoding_cache_mb"), "schedule": ("log_steps",)}
+DECISION_NO_NEW_DATA = "no new data"
+DECISION_CHANGED = "retrain"
+
+
+@dataclass(frozen=True)
+class RunLineage:
+    """The inputs that decide a candidate's weights."""
+
+    data_fingerprint: str
+    data_source: str
+    base_model: str
+    base_revision: str
+    family: str
+    prompt_template_version: str
+    prepare: dict[str, Any]
+    train: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data_fingerprint": self.data_fingerprint,
+            "data_source": self.data_source,
+            "base_model": self.base_model,
+            "base_revision": self.base_revision,
+            "family": self.family,
+            "prompt_template_version": self.prompt_template_version,
+            "prepare": self.prepare,
+            "train": self.train,
+        }
+
+    @property
+    def key(self) -> str:
+        # The source's name is not part of the key: the same bytes from a renamed mirror
+        # teach the same thing.
+        decisive = {k: v for k, v in self.to_dict().items() if k != "data_source"}
+        canonical = json.dumps(decisive, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def tags(self) -> dict[str, str]:
+        return {LINEAGE_KEY_TAG: self.key, LINEAGE_TAG: json.dumps(self.to_dict(), sort_keys=True)}
+
+
+@dataclass(frozen=True)
+class LineageCheck:
+    """The verdict, with a sentence per difference (or why there is nothing to compare)."""
+
+    changed: bool
+    lineage: RunLineage
+    champion_version: str | None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def decision(self) -> str:
+        return DECISION_CHANGED if self.changed else DECISION_NO_NEW_DATA
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision if not self.changed else None,
+            "changed": self.changed,
+            "reasons": self.reasons,
+            "champion_version": self.champion_version,
+            "lineage_key": self.lineage.key,
+            "lineage": self.lineage.to_dict(),
+        }
+
+
+def run_lineage(
+    ingested: Path,
+    *,
+    base_model: str,
+    base_revision: str | None,
+    family: str,
+    prepare: dict[str, Any],
+    train_config: str,
+) -> RunLineage:
+    """The lineage of a run from its ingest output and its settings.
+
+    `train_config` is the YAML or JSON the train step receives; it is normalised through
+    `TrainConfig`, so key order, defaults written out or left implicit, and comments do
+    not make a run look new.
+    """
+    from components.train.config import parse_config
+
+    manifest_path = Path(ingested) / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{ingested}: no {MANIFEST_NAME}; is this an ingest output?")
+    manifest = IngestManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+    config = parse_config(train_config).model_dump(mode="json")
+    for group, names in NOT_DECISIVE.items():
+        for name in names:
+            config[group].pop(name, None)
+    return RunLineage(
+        data_fingerprint=manifest.fingerprint,
+        data_source=f"{manifest.source.dataset}@{manifest.source.resolved_revision}",
+        base_model=base_model,
+        base_revision=base_revision or "",
+        family=family,
+        prompt_template_version=PROMPT_TEMPLATE_VERSION,
+        prepare=dict(sorted(prepare.items())),
+        train=config,
+    )
+
+
+def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    found = []
+    for name in ("data_fingerprint", "base_model", "base_revision", "family"):
+        if ours.get(name) != theirs.get(name):
+            found.append(f"{name.replace('_', ' ')}: {theirs.get(name)!r} -> {ours.get(name)!r}")
+    if ours.get("prompt_template_version") != theirs.get("prompt_template_version"):
+        found.append("prompt template version changed")
+    for group in ("prepare", "train"):
+        mine, old = ours.get(group) or {}, theirs.get(group) or {}
+        changed = sorted(k for k in set(mine) | set(old) if mine.get(k) != old.get(k))
+        if changed:
+            found.append(f"{group} settings changed: {', '.join(changed)}")
+    return found
+
+
+def check_against_champion(lineage: RunLineage, registry: Any) -> LineageCheck:
+    """Compare with the champion's tags (`registry` is a connected `Registry`)."""
+    champion = registry.champion()
+    if champion is None:
+        return LineageCheck(True, lineage, None, ["no champion yet"])
+    tags = dict(registry.version(champion).tags or {})
+    if tags.get(LINEAGE_KEY_TAG) == lineage.key:
+        return LineageCheck(
+            False,
+            lineage,
+            champion,
+            [
+                f"champion version {champion} was trained on the same data "
+                f"({lineage.data_fingerprint[:12]}), base model and settings"
+            ],
+        )
+    if LINEAGE_TAG not in tags:
+        return LineageCheck(
+            True, lineage, champion, [f"champion version {champion} has no recorded lineage"]
+        )
+    differences = _differences(lineage.to_dict(), json.loads(tags[LINEAGE_TAG]))
+    return LineageCheck(
+        True, lineage, champion, differences or ["lineage key differs from the champion's"]
+    )

@@ -1,0 +1,112 @@
+"""`uicap run` (the whole pipeline, locally) and `uicap compile` (its IR for a cluster)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+console = Console()
+errors = Console(stderr=True)
+
+# What a scheduler reads: success whether the candidate was promoted, rejected or there
+# was nothing new; failure when the run did not finish.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _load(profile: str, overrides: list[str] | None, config: Path | None) -> Any:
+    from pipelines.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(profile, overrides or [], config)
+    except SettingsError as error:
+        errors.print(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _print_summary(result: Any) -> None:
+    from pipelines.commands.evaluate import results_table
+
+    outcome, settings = result.outcome, result.settings
+
+    gate = outcome.steps.get("gate", {})
+    evaluation_path = gate.get("evaluation")
+    if evaluation_path and Path(evaluation_path).is_file():
+        console.print(results_table(json.loads(Path(evaluation_path).read_text())))
+    colour = {"promoted": "green", "no new data": "cyan"}.get(outcome.decision, "yellow")
+    if outcome.status != "SUCCEEDED":
+        colour = "red"
+    lines = [f"[bold {colour}]{escape(outcome.decision)}[/]  (run {escape(outcome.run_id)})"]
+    lines += [f"  • {escape(reason)}" for reason in outcome.reasons]
+    if outcome.model_version:
+        lines.append(f"model version: {outcome.model_version}")
+    if outcome.error:
+        lines.append(f"[red]error:[/] {escape(outcome.error)}")
+    console.print(Panel("\n".join(lines), title="gate decision", expand=False))
+    # Paths and commands on lines of their own, never wrapped: they get copied and pasted.
+    where = []
+    if result.report is not None:
+        where.append(f"report: {result.report}")
+    uri = settings.registry.tracking_uri
+    where += [f"MLflow: {uri}", f"browse it: mlflow ui --backend-store-uri {uri}"]
+    for line in where:
+        console.print(escape(line), soft_wrap=True, highlight=False)
+
+
+def run(
+    profile: Annotated[
+        str, typer.Option(help="Settings profile (local runs through kfp.local).")
+    ] = "local",
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset folder or Hub id (default: the profile's sample).")
+    ] = None,
+    workdir: Annotated[Path, typer.Option(help="Work folder: data, models, MLflow, runs.")] = Path(
+        ".uicap"
+    ),
+    override: Annotated[
+        list[str] | None, typer.Option("--set", help="Setting override key=value (repeatable).")
+    ] = None,
+) -> None:
+    """Run the whole retraining pipeline locally: ingest to promotion, then a summary."""
+    from pipelines.local_run import LocalRunError, local_settings, run_pipeline
+    from pipelines.settings import SettingsError
+
+    try:
+        settings = local_settings(profile, list(override or []), workdir)
+    except (LocalRunError, SettingsError) as error:
+        errors.print(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        result = run_pipeline(settings, dataset=dataset)
+    except (LocalRunError, FileNotFoundError, ValueError) as error:
+        errors.print(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(EXIT_FAILED) from None
+    _print_summary(result)
+    raise typer.Exit(EXIT_OK if result.outcome.status == "SUCCEEDED" else EXIT_FAILED)
+
+
+def compile(
+    output: Annotated[Path, typer.Option(help="Where the pipeline YAML goes.")] = Path(
+        "retrain.yaml"
+    ),
+    profile: Annotated[str, typer.Option(help="Settings profile.")] = "gke",
+    config: Annotated[
+        Path | None, typer.Option(help="A settings YAML instead of a profile.")
+    ] = None,
+    override: Annotated[
+        list[str] | None, typer.Option("--set", help="Setting override key=value (repeatable).")
+    ] = None,
+) -> None:
+    """Compile the retraining pipeline (with the profile's placement) to KFP IR YAML."""
+    from pipelines.compile import compile_retrain
+
+    settings = _load(profile, override, config)
+    path = compile_retrain(settings, output)
+    console.print(f"wrote {escape(str(path))} (profile {settings.profile})")

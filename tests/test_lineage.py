@@ -1,0 +1,114 @@
+"""The "no new data" check: a run's lineage key, and the verdict against a real registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components.ingest import ingest
+from components.lineage import LINEAGE_KEY_TAG, check_against_champion, run_lineage
+from components.register.client import connect
+from components.samples import write_sample_dataset
+from pipelines.settings import RegistrySettings
+
+PREPARE = {"max_image_side": 448, "html_budget": 128, "split_fractions": "0.8,0.1,0.1", "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Two ingest outputs of different data (seeds 0 and 1)."""
+    root = tmp_path_factory.mktemp("lineage")
+    outputs = {}
+    for seed in (0, 1):
+        source = write_sample_dataset(root / f"source{seed}", kind="ui", records=24, seed=seed)
+        ingest(str(source), root / f"ingested{seed}")
+        outputs[seed] = root / f"ingested{seed}"
+    return outputs
+
+
+def lineage_of(folder: Path, train_config: str = '{"optim": {"lr": 0.001}}', **changes):
+    arguments = {
+        "base_model": "openbmb/MiniCPM-V-4.6",
+        "base_revision": "abc123",
+        "family": "minicpmv4_6",
+        "prepare": PREPARE,
+        "train_config": train_config,
+        **changes,
+    }
+    return run_lineage(folder, **arguments)
+
+
+def test_the_key_ignores_how_the_config_is_written(ingested) -> None:
+    as_json = lineage_of(ingested[0], '{"optim": {"lr": 0.001}, "seed": 0}')
+    as_yaml = lineage_of(ingested[0], "# tuned\nseed: 0\noptim:\n  lr: 1.0e-3\n")
+    assert as_json.key == as_yaml.key
+
+
+def test_settings_that_only_change_speed_leave_the_key_alone(ingested) -> None:
+    reference = lineage_of(ingested[0]).key
+    faster = '{"optim": {"lr": 0.001}, "batch": {"num_workers": 4, "encoding_cache_mb": 0}}'
+    assert lineage_of(ingested[0], train_config=faster).key == reference
+
+
+def test_data_base_and_settings_each_change_the_key(ingested) -> None:
+    reference = lineage_of(ingested[0]).key
+    assert lineage_of(ingested[1]).key != reference
+    assert lineage_of(ingested[0], base_revision="def456").key != reference
+    assert lineage_of(ingested[0], train_config='{"optim": {"lr": 0.002}}').key != reference
+    assert lineage_of(ingested[0], prepare={**PREPARE, "max_image_side": 896}).key != reference
+
+
+def test_a_folder_that_is_not_an_ingest_output_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"manifest\.json"):
+        lineage_of(tmp_path)
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return connect(RegistrySettings(tracking_uri=uri, model_name="lineage-test"), uri)
+
+
+def _champion_with(registry, tags: dict[str, str], source: Path) -> str:
+    client = registry.client
+    client.create_registered_model(registry.model_name)
+    source.mkdir(parents=True, exist_ok=True)
+    version = client.create_model_version(registry.model_name, str(source), tags=tags).version
+    client.set_registered_model_alias(registry.model_name, "champion", version)
+    return version
+
+
+def test_without_a_champion_there_is_always_something_to_do(ingested, registry) -> None:
+    check = check_against_champion(lineage_of(ingested[0]), registry)
+    assert check.changed and check.reasons == ["no champion yet"]
+
+
+def test_the_champions_own_inputs_mean_no_new_data(ingested, registry, tmp_path) -> None:
+    lineage = lineage_of(ingested[0])
+    version = _champion_with(registry, lineage.tags(), tmp_path / "model")
+    check = check_against_champion(lineage_of(ingested[0]), registry)
+    assert not check.changed
+    assert check.decision == "no new data"
+    assert check.record()["decision"] == "no new data"
+    assert f"champion version {version}" in check.reasons[0]
+
+
+def test_new_data_is_named_in_the_reasons(ingested, registry, tmp_path) -> None:
+    _champion_with(registry, lineage_of(ingested[0]).tags(), tmp_path / "model")
+    check = check_against_champion(
+        lineage_of(ingested[1], train_config='{"optim": {"lr": 0.002}}'), registry
+    )
+    assert check.changed and check.record()["decision"] is None
+    assert any(reason.startswith("data fingerprint") for reason in check.reasons)
+    assert any("train settings changed: optim" in reason for reason in check.reasons)
+
+
+def test_a_champion_without_lineage_is_retrained_against(ingested, registry, tmp_path) -> None:
+    _champion_with(registry, {"other": "tag"}, tmp_path / "model")
+    check = check_against_champion(lineage_of(ingested[0]), registry)
+    assert check.changed
+    assert "no recorded lineage" in check.reasons[0]
+    assert LINEAGE_KEY_TAG in lineage_of(ingested[0]).tags()
+    assert json.loads(lineage_of(ingested[0]).tags()["uicap.lineage"])["family"] == "minicpmv4_6"

@@ -1,0 +1,156 @@
+"""The compiled gke pipeline: GPU placement, secrets by name only, gating, exit handler.
+
+These read the IR YAML that `uicap compile` writes, as a KFP server would receive it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.settings import load_settings
+
+SENTINELS = {
+    "HF_TOKEN": "hf_sentinel_never_in_yaml_7f3a",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-sentinel-password-91c2",
+    "UICAP_WEBHOOK_URL": "https://hooks.example.invalid/sentinel-4d1e",
+}
+
+
+Compiled = tuple[str, dict[str, Any], dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Compiled:
+    """`uicap compile --profile gke`, with secret-looking values in the environment."""
+    output = tmp_path_factory.mktemp("compiled") / "retrain.yaml"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in SENTINELS.items():
+            patch.setenv(name, value)
+        result = CliRunner().invoke(
+            app, ["compile", "--profile", "gke", "--output", str(output)], catch_exceptions=False
+        )
+    assert result.exit_code == 0, result.output
+    text = output.read_text()
+    spec, platform = yaml.safe_load_all(text)
+    return text, spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def _tasks(spec: dict[str, Any], component: str) -> dict[str, Any]:
+    return spec["components"][component]["dag"]["tasks"]
+
+
+def _executor(spec: dict[str, Any], task: dict[str, Any]) -> str:
+    return spec["components"][task["componentRef"]["name"]]["executorLabel"]
+
+
+def test_train_task_gets_an_h100_with_node_selector_and_toleration(compiled) -> None:
+    _, spec, kube = compiled
+    container = spec["deploymentSpec"]["executors"]["exec-train-captioner"]["container"]
+    assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert container["resources"]["accelerator"]["resourceCount"] == "1"
+    assert container["image"] == load_settings("gke").kubernetes.trainer_image
+    train = kube["exec-train-captioner"]
+    assert train["nodeSelector"]["labels"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-h100-80gb"
+    }
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train[
+        "tolerations"
+    ]
+    assert any(m["mountPath"] == "/dev/shm" for m in train["emptyDirMounts"])
+
+
+def test_cpu_steps_stay_off_the_gpu_pool_and_run_the_pinned_runtime_image(compiled) -> None:
+    _, spec, kube = compiled
+    runtime = load_settings("gke").kubernetes.runtime_image
+    for name in ("ingest-op", "lineage-op", "prepare-op", "register-op", "gate-op", "promote-op"):
+        executor = spec["deploymentSpec"]["executors"][f"exec-{name}"]["container"]
+        assert executor["image"] == runtime, name
+        assert "accelerator" not in executor.get("resources", {}), name
+        assert "nodeSelector" not in kube.get(f"exec-{name}", {}), name
+
+
+def test_secrets_are_referenced_by_name_and_no_value_is_written(compiled) -> None:
+    text, _, kube = compiled
+    for value in SENTINELS.values():
+        assert value not in text
+    names = {
+        executor: {ref["secretName"] for ref in config.get("secretAsEnv", [])}
+        for executor, config in kube.items()
+    }
+    assert "hf-token" in names["exec-train-captioner"]
+    assert "hf-token" in names["exec-ingest-op"]
+    assert "mlflow-credentials" in names["exec-register-op"]
+    assert "mlflow-credentials" in names["exec-promote-op"]
+    assert "uicap-notify" in names["exec-notify-op"]
+
+
+def test_promote_runs_only_under_the_gate_and_the_rest_only_when_data_changed(compiled) -> None:
+    _, spec, _ = compiled
+    handler = _tasks(spec, "comp-exit-handler-1")
+    assert set(handler) == {"ingest-op", "lineage-op", "condition-2"}
+    new_data = handler["condition-2"]["triggerPolicy"]["condition"]
+    assert "lineage-op-Output" in new_data
+    inner = _tasks(spec, "comp-condition-2")
+    assert {"prepare-op", "train-captioner", "evaluate-op", "register-op", "gate-op"} <= set(inner)
+    assert "promote-op" not in inner
+    gated = inner["condition-3"]["triggerPolicy"]["condition"]
+    assert gated == "inputs.parameter_values['pipelinechannel--gate-op-Output'] == true"
+    assert set(_tasks(spec, "comp-condition-3")) == {"promote-op"}
+
+
+def test_exit_handler_always_runs_the_notification(compiled) -> None:
+    _, spec, _ = compiled
+    root = spec["root"]["dag"]["tasks"]
+    notify = root["notify-op"]
+    assert notify["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert notify["dependentTasks"] == ["exit-handler-1"]
+    status = spec["components"]["comp-notify-op"]["inputDefinitions"]["parameters"]["status"]
+    assert status["parameterType"] == "TASK_FINAL_STATUS"
+
+
+def test_caching_and_retries_follow_what_each_step_touches(compiled) -> None:
+    _, spec, _ = compiled
+    handler = _tasks(spec, "comp-exit-handler-1")
+    inner = _tasks(spec, "comp-condition-2")
+    assert handler["ingest-op"]["cachingOptions"] == {}  # never cached: it reads the source
+    assert handler["ingest-op"]["retryPolicy"]["maxRetryCount"] >= 1
+    for name in ("prepare-op", "train-captioner", "evaluate-op"):
+        assert inner[name]["cachingOptions"] == {"enableCache": True}, name
+    for name in ("champion-op", "register-op", "gate-op"):
+        assert inner[name]["cachingOptions"] == {}, name
+    assert inner["train-captioner"]["retryPolicy"]["maxRetryCount"] >= 1
+    assert inner["register-op"]["retryPolicy"]["maxRetryCount"] >= 1
+    # A retried train task must find its checkpoints: they come from the lineage check,
+    # not from anything that changes between attempts.
+    checkpoint = inner["train-captioner"]["inputs"]["parameters"]["checkpoint_uri"]
+    assert checkpoint["componentInputParameter"] == "pipelinechannel--lineage-op-checkpoint_uri"
+
+
+def test_pipeline_root_and_parameters_come_from_the_profile(compiled) -> None:
+    _, spec, _ = compiled
+    settings = load_settings("gke")
+    assert spec["defaultPipelineRoot"] == settings.pipeline_root
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["dataset"]["defaultValue"] == settings.data.dataset
+    assert params["revision"]["defaultValue"] == settings.data.revision
+    assert params["column_map"]["defaultValue"] == "wave-ui"
+    assert params["max_quarantine_fraction"]["parameterType"] == "NUMBER_DOUBLE"
+    assert params["nproc_per_node"]["parameterType"] == "NUMBER_INTEGER"
+    assert params["checkpoint_root"]["defaultValue"].startswith("gs://")
+
+
+def test_local_profile_compiles_without_cluster_placement(tmp_path: Path) -> None:
+    from pipelines.compile import compile_retrain
+
+    path = compile_retrain(load_settings("local", [f"workdir={tmp_path}"]), tmp_path / "p.yaml")
+    spec, *rest = yaml.safe_load_all(path.read_text())
+    assert rest == []  # no kubernetes platform spec at all
+    container = spec["deploymentSpec"]["executors"]["exec-train-captioner"]["container"]
+    assert "accelerator" not in container.get("resources", {})
+    assert "retryPolicy" not in _tasks(spec, "comp-exit-handler-1")["ingest-op"]

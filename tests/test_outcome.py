@@ -59,6 +59,14 @@ def test_a_run_that_failed_after_a_decision_is_still_a_failure(tmp_path: Path) -
     assert outcome.error == "task promote failed"
 
 
+def test_a_failure_names_the_steps_that_had_finished(tmp_path: Path) -> None:
+    record_step(str(tmp_path), "r", "lineage", {"decision": None, "reasons": ["new data"]})
+    outcome = summarize_run(run_folder(str(tmp_path), "r"), "r", "FAILED", "task failed")
+    assert (outcome.decision, outcome.reasons) == ("failed", ["the run failed after: lineage"])
+    empty = summarize_run(run_folder(str(tmp_path), "none"), "none", "FAILED")
+    assert empty.reasons == ["the run failed after: no recorded step"]
+
+
 def test_without_records_root_nothing_is_written(tmp_path: Path) -> None:
     record_step("", "r", "gate", {"decision": "rejected"})
     assert list(tmp_path.iterdir()) == []

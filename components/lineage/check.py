@@ -140,6 +140,10 @@ def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     return found
 
 
+def _short(fingerprint: str) -> str:
+    return fingerprint.removeprefix("sha256:")[:12]
+
+
 def check_against_champion(lineage: RunLineage, registry: Any) -> LineageCheck:
     """Compare with the champion's tags (`registry` is a connected `Registry`)."""
     champion = registry.champion()
@@ -153,7 +157,7 @@ def check_against_champion(lineage: RunLineage, registry: Any) -> LineageCheck:
             champion,
             [
                 f"champion version {champion} was trained on the same data "
-                f"({lineage.data_fingerprint[:12]}), base model and settings"
+                f"({_short(lineage.data_fingerprint)}), base model and settings"
             ],
         )
     if LINEAGE_TAG not in tags:

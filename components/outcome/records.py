@@ -84,6 +84,10 @@ def summarize_run(run_root: str, run_id: str, status: str, error: str | None = N
         # A step decided, then a later one failed: the run still failed.
         reasons = [f"run {status.lower()} after: {decision}", *reasons]
         decision = "failed"
+    elif decision == "failed":
+        # Only the steps that finished leave a record: the failure came after the last.
+        done = [step for step in _DECISION_ORDER if step in steps]
+        reasons = [f"the run {status.lower()} after: {', '.join(done) or 'no recorded step'}"]
     outcome = Outcome(
         run_id=run_id,
         status=status,

@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sample_inputs import build_inputs
+
 RECORDS = 240
 EPOCHS = 2
 ROUNDS = 3
@@ -44,19 +46,6 @@ UICAP_WORKERS = None
 LR = 1e-3
 WARMUP = 0.05
 LORA = {"rank": 16, "alpha": 32.0, "dropout": 0.05}
-
-
-def build_inputs(root: Path, records: int) -> tuple[Path, Path]:
-    from components.ingest import ingest
-    from components.prepare import prepare
-    from components.samples import write_sample_dataset
-    from components.train.tiny_model import build_tiny_model, corpus_from_dataset
-
-    write_sample_dataset(root / "sample", kind="ui", records=records, seed=0)
-    ingest(str(root / "sample"), root / "ingested")
-    prepare(root / "ingested", root / "prepared", max_image_side=448, html_budget=128, workers=2)
-    build_tiny_model(root / "base", corpus_from_dataset(root / "sample"))
-    return root / "prepared", root / "base"
 
 
 def peak_rss_mb() -> float:

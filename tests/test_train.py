@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_data import tiny_base, write_prepared
 from typer.testing import CliRunner
 
 from components.train.artifact import load_captioner, read_metadata
@@ -32,6 +31,9 @@ from components.train.families import get_family
 from components.train.recipe import TEST_SIGTERM_ENV
 from pipelines.cli import app
 
+# The shared `ui_data` and `base` fixtures live in tests/train_data.py.
+pytest_plugins = ["train_data"]
+
 # Small and fast on two CPU cores; every run of this file shares these settings.
 SMALL = [
     "batch.batch_size=4",
@@ -40,19 +42,6 @@ SMALL = [
     "batch.max_length=400",
     "optim.lr=3e-3",
 ]
-
-
-@pytest.fixture(scope="module")
-def ui_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.getbasetemp() / "train-ui-data"
-    if not (root / "manifest.json").exists():
-        write_prepared(root, train=48, val=16, too_long=2)
-    return root
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory, ui_data: Path) -> Path:
-    return tiny_base(tmp_path_factory.getbasetemp() / "train-tiny-base", ui_data)
 
 
 def train_args(data: Path, base: Path, output: Path, *overrides: str) -> list[str]:

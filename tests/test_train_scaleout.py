@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from train_data import tiny_base, write_prepared
 
 from components.train.artifact import load_captioner, read_metadata
 from components.train.data import read_split
 from components.train.deepspeed import deepspeed_config
 from components.train.launch import strip_option, torchrun_command
 from components.train.recipe import TEST_SIGTERM_ENV
+
+# The shared `ui_data` and `base` fixtures live in tests/train_data.py.
+pytest_plugins = ["train_data"]
 
 SMALL = [
     "batch.batch_size=4",
@@ -31,19 +33,6 @@ SMALL = [
 ]
 # The rendezvous variables a launcher would set; the runs below must work without them.
 DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-@pytest.fixture(scope="module")
-def ui_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.getbasetemp() / "train-ui-data"
-    if not (root / "manifest.json").exists():
-        write_prepared(root, train=48, val=16, too_long=2)
-    return root
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory, ui_data: Path) -> Path:
-    return tiny_base(tmp_path_factory.getbasetemp() / "train-tiny-base", ui_data)
 
 
 def uicap_train(

@@ -11,6 +11,7 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw
 
 QUESTION = "In a short sentence, what does the action outlined with a magenta rectangle do?"
@@ -162,3 +163,18 @@ def tiny_base(root: Path, *prepared: Path) -> Path:
         texts = [text for folder in prepared for text in corpus(folder)]
         build_tiny_model(root, texts, family="minicpmv4_6")
     return root
+
+
+@pytest.fixture(scope="session")
+def ui_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The training tests' prepared UI set (48 train, 16 val, 2 too long), built once."""
+    root = tmp_path_factory.getbasetemp() / "train-ui-data"
+    if not (root / "manifest.json").exists():
+        write_prepared(root, train=48, val=16, too_long=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory: pytest.TempPathFactory, ui_data: Path) -> Path:
+    """A tiny MiniCPM-V 4.6 whose tokenizer knows `ui_data`."""
+    return tiny_base(tmp_path_factory.getbasetemp() / "train-tiny-base", ui_data)

@@ -1,0 +1,19 @@
+"""The inputs the model benches share: the UI sample, ingested and prepared as the local
+profile does (448 px, 128 HTML tokens), and a tiny MiniCPM-V 4.6 built from its text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def build_inputs(root: Path, records: int) -> tuple[Path, Path]:
+    from components.ingest import ingest
+    from components.prepare import prepare
+    from components.samples import write_sample_dataset
+    from components.train.tiny_model import build_tiny_model, corpus_from_dataset
+
+    write_sample_dataset(root / "sample", kind="ui", records=records, seed=0)
+    ingest(str(root / "sample"), root / "ingested")
+    prepare(root / "ingested", root / "prepared", max_image_side=448, html_budget=128, workers=2)
+    build_tiny_model(root / "base", corpus_from_dataset(root / "sample"))
+    return root / "prepared", root / "base"

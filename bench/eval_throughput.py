@@ -36,10 +36,10 @@ SCORED_PAIRS = 5000
 
 def main() -> None:
     import torch
+    from score_pairs import time_scoring
 
     from components.evaluate.generation import generate_captions, read_eval_split
     from components.evaluate.models import resolve_model
-    from components.evaluate.throughput import time_scoring
 
     records_wanted = int(sys.argv[1]) if len(sys.argv) > 1 else RECORDS
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else ROUNDS

@@ -110,9 +110,9 @@ def best_times(actions: dict[str, Callable[[], Any]], repeats: int) -> dict[str,
 
 
 def main() -> None:
+    from components.demo.samples import write_sample_dataset
     from components.ingest import ingest
     from components.prepare import PrepareManifest, prepare
-    from components.samples import write_sample_dataset
 
     load_at_start = os.getloadavg()[0]  # other processes' CPU demand before we add ours
     records = int(sys.argv[1]) if len(sys.argv) > 1 else RECORDS

@@ -7,10 +7,10 @@ from pathlib import Path
 
 
 def build_inputs(root: Path, records: int) -> tuple[Path, Path]:
+    from components.demo.samples import write_sample_dataset
+    from components.demo.tiny_model import build_tiny_model, corpus_from_dataset
     from components.ingest import ingest
     from components.prepare import prepare
-    from components.samples import write_sample_dataset
-    from components.train.tiny_model import build_tiny_model, corpus_from_dataset
 
     write_sample_dataset(root / "sample", kind="ui", records=records, seed=0)
     ingest(str(root / "sample"), root / "ingested")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-from components.evaluate.throughput import time_scoring
+from score_pairs import time_scoring
 
 
 def main() -> None:

@@ -127,7 +127,7 @@ def arm_trl(
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from components.train.families import get_family
+    from components.captioner.families import get_family
 
     family = get_family("minicpmv4_6")
     model, processor = family.load(base)

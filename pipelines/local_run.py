@@ -53,7 +53,7 @@ def run_pipeline(settings: Settings, *, dataset: str | None = None) -> LocalRun:
     """Make the local assets if missing, run the pipeline, and read back its outcome."""
     from kfp import local
 
-    from pipelines.local_assets import ensure_local_assets
+    from components.demo.local_assets import ensure_local_assets
     from pipelines.retrain import build_retrain_pipeline
 
     workdir = Path(settings.workdir)

@@ -35,7 +35,7 @@ from components.register.component import (
     register_op,
     use_mlflow_credentials,
 )
-from components.train.component import apply_h100_placement, train_captioner
+from components.train.component import apply_h100_placement, train_op
 from pipelines.settings import SecretEnv, Settings
 
 PIPELINE_NAME = "uicap-retrain"
@@ -189,7 +189,7 @@ def build_retrain_pipeline(settings: Settings) -> Any:
                 )
                 general.set_display_name("general-holdout")
 
-                train = train_captioner(
+                train = train_op(
                     data=prepare.outputs["prepared"],
                     base_model=base_model,
                     config_yaml=train_config,

@@ -1,13 +1,13 @@
 """Session-wide test setup: offline defaults, the real-server fixtures, a straggler check.
 
-The fixtures themselves live in `tests/servers.py`:
+The fixtures live in `tests/support/` and are registered here once; `servers.py` has:
 - `mlflow_server` (session): a running `mlflow server`; `.uri` is the tracking URI.
 - `mlflow_tracking`: sets MLFLOW_TRACKING_URI to that server for one test; yields the URI.
 - `gcs_server` (session): a running gcp-storage-emulator; `.endpoint`.
 - `gcs_emulator`: a fresh bucket with STORAGE_EMULATOR_HOST set for one test;
   `.name`, `.root` (`gs://<bucket>`), `.emulator`.
 - `kfp_local`: kfp.local with SubprocessRunner(use_venv=False); yields the pipeline root.
-`tests/local_profile.py` holds `local_profile` (session): the local profile's settings,
+`local_profile.py` holds `local_profile` (session): the local profile's settings,
 its warmed tiny base, generated data and the prepared UI sample.
 """
 
@@ -16,15 +16,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from local_profile import local_profile  # noqa: F401 (a session fixture, found by name)
-from servers import (  # noqa: F401 (fixtures are found by name in this module)
-    gcs_emulator,
-    gcs_server,
-    kfp_local,
-    kill_stray_children,
-    mlflow_server,
-    mlflow_tracking,
-)
+
+from tests.support.servers import kill_stray_children
+
+# The shared fixtures, registered once for every test module.
+pytest_plugins = [
+    "tests.support.servers",
+    "tests.support.local_profile",
+    "tests.support.registry_support",
+    "tests.support.train_data",
+]
 
 # Nothing under test may reach the network or phone home; each test opts into a server.
 OFFLINE_DEFAULTS = {

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
+from bench.score_pairs import synthetic_pairs
 from components.evaluate.bootstrap import (
     MIN_RESAMPLES,
     bootstrap_cider,
@@ -17,7 +18,6 @@ from components.evaluate.bootstrap import (
 )
 from components.evaluate.cider import ResampledCider
 from components.evaluate.scoring import CaptionPairs, ScoredCaptions, score_captions
-from components.evaluate.throughput import synthetic_pairs
 
 WORDS = (
     "opens", "the", "sign", "in", "form", "cart", "menu", "settings", "profile", "page",

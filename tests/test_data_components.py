@@ -8,14 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-from data_records import record, save_dataset
 from kfp import dsl
 
+from components.demo.samples import write_sample_dataset
 from components.ingest import IngestManifest, ingest
 from components.ingest.component import RUNTIME_IMAGE, ingest_op
 from components.prepare import PrepareManifest, prepare
 from components.prepare.component import prepare_op
-from components.samples import write_sample_dataset
+from tests.support.data_records import record, save_dataset
 
 # kfp.local runs the task in this environment whatever the image; it warns that it does.
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from train_data import prompt_for, tiny_base, write_general, write_prepared
 from typer.testing import CliRunner
 
+from components.captioner.weights import directory_sha256
 from components.evaluate.bootstrap import bootstrap_cider
 from components.evaluate.evaluation import (
     COMPARED_METRICS,
@@ -30,13 +30,13 @@ from components.evaluate.evaluation import (
 from components.evaluate.generation import generate_captions, read_eval_split
 from components.evaluate.models import (
     ModelReferenceError,
-    directory_sha256,
     parse_registry_uri,
     resolve_model,
     split_revision,
 )
 from components.evaluate.scoring import pair_captions, score_captions
 from pipelines.cli import app
+from tests.support.train_data import prompt_for, tiny_base, write_general, write_prepared
 
 # Dataset strings that must reach the report as text, never as markup.
 HOSTILE_SCRIPT = "<script>document.title='pwned by script'</script>"

@@ -11,11 +11,11 @@ import copy
 from typing import Any
 
 import pytest
-from registry_support import evaluation_for
 
 from components.register.gate import EvaluationError, decide, read_evaluation
 from components.register.head_to_head import NotComparableError, head_to_head
 from pipelines.settings import GateSettings, GuardTolerances
+from tests.support.registry_support import evaluation_for
 
 
 def passing() -> dict[str, Any]:

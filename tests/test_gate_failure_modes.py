@@ -29,17 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_support import Tracking, make_artifact
-from train_data import tiny_base, write_general, write_prepared
 
 from components.register import tags as T
 from components.register.client import Registry, connect
 from components.register.promotion import gate_and_promote, promote_manually
 from components.register.registration import register_candidate
 from pipelines.settings import GateSettings, RegistrySettings
+from tests.support.registry_support import Tracking, make_artifact
+from tests.support.train_data import tiny_base, write_general, write_prepared
 
-# The registry fixtures (tracking, registry_settings, ...) live in tests/registry_support.py.
-pytest_plugins = ["registry_support"]
 pytestmark = pytest.mark.slow
 
 MODEL_NAME = f"ui-element-captioner-modes-{uuid.uuid4().hex[:8]}"

@@ -11,10 +11,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from data_records import CONTRACT_LOOSE, SIZE, encoded, png, record, save_dataset
 from PIL import Image
 from typer.testing import CliRunner
 
+from components.demo.samples import write_sample_dataset
 from components.ingest import (
     CONTRACT_COLUMNS,
     ColumnMapError,
@@ -28,8 +28,8 @@ from components.ingest import (
     parse_column_map,
 )
 from components.ingest.source import is_local
-from components.samples import write_sample_dataset
 from pipelines.cli import app
+from tests.support.data_records import CONTRACT_LOOSE, SIZE, encoded, png, record, save_dataset
 
 
 def kept_rows(output: Path) -> datasets.Dataset:
@@ -396,7 +396,7 @@ def test_hub_source_offline_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_dataset_dict_on_disk_picks_the_split(tmp_path: Path) -> None:
-    from data_records import loose_features
+    from tests.support.data_records import loose_features
 
     features = loose_features(CONTRACT_LOOSE)
     cells = [{**record(i), "image": {"bytes": record(i)["image"], "path": None}} for i in range(4)]

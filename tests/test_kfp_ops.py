@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 import typer
-from kfp_api_server import PREDICATE_OPERATIONS, KfpApiServer
 from rich.console import Console
 from typer.testing import CliRunner
 
 from pipelines import kfp_client
 from pipelines.commands import kfp_ops
 from pipelines.kfp_client import KfpError
+from tests.support.kfp_api_server import PREDICATE_OPERATIONS, KfpApiServer
 
 PIPELINE = "kfp-ops-probe"
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from components.demo.samples import write_sample_dataset
 from components.ingest import ingest
 from components.lineage import LINEAGE_KEY_TAG, check_against_champion, run_lineage
 from components.register.client import connect
-from components.samples import write_sample_dataset
 from pipelines.settings import RegistrySettings
 
 PREPARE = {"max_image_side": 448, "html_budget": 128, "split_fractions": "0.8,0.1,0.1", "seed": 0}

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from registry_support import Tracking, evaluation_for, make_artifact, weights_sha, write_json
 from typer.testing import CliRunner
 
 from components.register import tags as T
@@ -15,9 +14,13 @@ from components.register.promotion import gate_and_promote
 from components.register.registration import register_candidate
 from pipelines.cli import app
 from pipelines.settings import GateSettings, RegistrySettings
-
-# The registry fixtures (tracking, registry_settings, ...) live in tests/registry_support.py.
-pytest_plugins = ["registry_support"]
+from tests.support.registry_support import (
+    Tracking,
+    evaluation_for,
+    make_artifact,
+    weights_sha,
+    write_json,
+)
 
 REASON = "captions cut off mid-sentence in production (INC-4711)"
 

@@ -51,11 +51,11 @@ def _executor(spec: dict[str, Any], task: dict[str, Any]) -> str:
 
 def test_train_task_gets_an_h100_with_node_selector_and_toleration(compiled) -> None:
     _, spec, kube = compiled
-    container = spec["deploymentSpec"]["executors"]["exec-train-captioner"]["container"]
+    container = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]
     assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert container["resources"]["accelerator"]["resourceCount"] == "1"
     assert container["image"] == load_settings("gke").kubernetes.trainer_image
-    train = kube["exec-train-captioner"]
+    train = kube["exec-train-op"]
     assert train["nodeSelector"]["labels"] == {
         "cloud.google.com/gke-accelerator": "nvidia-h100-80gb"
     }
@@ -83,7 +83,7 @@ def test_secrets_are_referenced_by_name_and_no_value_is_written(compiled) -> Non
         executor: {ref["secretName"] for ref in config.get("secretAsEnv", [])}
         for executor, config in kube.items()
     }
-    assert "hf-token" in names["exec-train-captioner"]
+    assert "hf-token" in names["exec-train-op"]
     assert "hf-token" in names["exec-ingest-op"]
     assert "mlflow-credentials" in names["exec-register-op"]
     assert "mlflow-credentials" in names["exec-promote-op"]
@@ -97,7 +97,7 @@ def test_promote_runs_only_under_the_gate_and_the_rest_only_when_data_changed(co
     new_data = handler["condition-2"]["triggerPolicy"]["condition"]
     assert "lineage-op-Output" in new_data
     inner = _tasks(spec, "comp-condition-2")
-    assert {"prepare-op", "train-captioner", "evaluate-op", "register-op", "gate-op"} <= set(inner)
+    assert {"prepare-op", "train-op", "evaluate-op", "register-op", "gate-op"} <= set(inner)
     assert "promote-op" not in inner
     gated = inner["condition-3"]["triggerPolicy"]["condition"]
     assert gated == "inputs.parameter_values['pipelinechannel--gate-op-Output'] == true"
@@ -120,15 +120,15 @@ def test_caching_and_retries_follow_what_each_step_touches(compiled) -> None:
     inner = _tasks(spec, "comp-condition-2")
     assert handler["ingest-op"]["cachingOptions"] == {}  # never cached: it reads the source
     assert handler["ingest-op"]["retryPolicy"]["maxRetryCount"] >= 1
-    for name in ("prepare-op", "train-captioner", "evaluate-op"):
+    for name in ("prepare-op", "train-op", "evaluate-op"):
         assert inner[name]["cachingOptions"] == {"enableCache": True}, name
     for name in ("champion-op", "register-op", "gate-op"):
         assert inner[name]["cachingOptions"] == {}, name
-    assert inner["train-captioner"]["retryPolicy"]["maxRetryCount"] >= 1
+    assert inner["train-op"]["retryPolicy"]["maxRetryCount"] >= 1
     assert inner["register-op"]["retryPolicy"]["maxRetryCount"] >= 1
     # A retried train task must find its checkpoints: they come from the lineage check,
     # not from anything that changes between attempts.
-    checkpoint = inner["train-captioner"]["inputs"]["parameters"]["checkpoint_uri"]
+    checkpoint = inner["train-op"]["inputs"]["parameters"]["checkpoint_uri"]
     assert checkpoint["componentInputParameter"] == "pipelinechannel--lineage-op-checkpoint_uri"
 
 
@@ -151,6 +151,6 @@ def test_local_profile_compiles_without_cluster_placement(tmp_path: Path) -> Non
     path = compile_retrain(load_settings("local", [f"workdir={tmp_path}"]), tmp_path / "p.yaml")
     spec, *rest = yaml.safe_load_all(path.read_text())
     assert rest == []  # no kubernetes platform spec at all
-    container = spec["deploymentSpec"]["executors"]["exec-train-captioner"]["container"]
+    container = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]
     assert "accelerator" not in container.get("resources", {})
     assert "retryPolicy" not in _tasks(spec, "comp-exit-handler-1")["ingest-op"]

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from components.demo.samples.hub_layout import write_hub_dataset
+from components.demo.samples.sample_dataset import ui_card, ui_features, ui_records
 from components.outcome import OUTCOME_FILE, Outcome
-from components.samples.hub_layout import write_hub_dataset
-from components.samples.sample_dataset import ui_card, ui_features, ui_records
 
 PAYLOAD = "<script>window.__uicap_pwned = 1</script>"
 UICAP = str(Path(sys.executable).with_name("uicap"))

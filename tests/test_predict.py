@@ -18,8 +18,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from local_profile import LocalProfile
-from registry_support import Tracking, evaluation_for, make_artifact, weights_sha
 from typer.testing import CliRunner
 
 from components.register.client import Registry, connect
@@ -28,9 +26,8 @@ from components.register.pyfunc_model import PredictInputError, ServingConfig, b
 from components.register.registration import register_candidate
 from pipelines.cli import app
 from pipelines.settings import RegistrySettings
-
-# The registry fixtures (tracking, registry_settings, ...) live in tests/registry_support.py.
-pytest_plugins = ["registry_support"]
+from tests.support.local_profile import LocalProfile
+from tests.support.registry_support import Tracking, evaluation_for, make_artifact, weights_sha
 
 RECORDS = 4
 MAX_NEW_TOKENS = 12
@@ -41,8 +38,8 @@ def served(local_profile: LocalProfile, tmp_path_factory: pytest.TempPathFactory
     """The artifact, a few prepared test records, their raw records, and evaluation's captions."""
     import datasets
 
+    from components.captioner.artifact import load_captioner
     from components.evaluate.generation import Captioning, generate_captions, read_eval_split
-    from components.train.artifact import load_captioner
 
     manifest = json.loads((local_profile.prepared / "manifest.json").read_text())
     artifact = make_artifact(
@@ -128,8 +125,8 @@ def test_predict_through_the_champion_alias_gives_the_evaluation_captions(
 def test_predict_is_the_family_generate_on_the_training_box_and_prompt(
     served: dict[str, Any], local_profile: LocalProfile
 ) -> None:
+    from components.captioner.families import Turn
     from components.prepare import build_prompt, draw_target_box
-    from components.train.families import Turn
 
     settings = local_profile.settings.prepare
     captioner = served["captioner"]
@@ -228,7 +225,7 @@ def test_a_frame_without_the_required_columns_is_refused() -> None:
 def test_export_writes_merged_weights_that_caption_the_same(
     champion: Registry, tracking: Tracking, served: dict[str, Any], tmp_path: Path
 ) -> None:
-    from components.train.families import get_family
+    from components.captioner.families import get_family
 
     output = tmp_path / "export"
     result = CliRunner().invoke(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import datasets
 import pytest
-from data_records import png, record, save_dataset
 from PIL import Image
 
+from components.demo.samples import write_sample_dataset
 from components.ingest import ingest
 from components.prepare import (
     GENERAL_PROMPT,
@@ -31,7 +31,7 @@ from components.prepare import (
     prepare_general,
 )
 from components.prepare.boxing import OUTLINE, stroke_width
-from components.samples import write_sample_dataset
+from tests.support.data_records import png, record, save_dataset
 
 SPLIT_NAMES = ("train", "val", "test")
 MAX_SIDE = 512  # below the sample's 1024-pixel screens, so resizing is exercised
@@ -314,7 +314,7 @@ def test_general_captions_become_conversations(tmp_path: Path) -> None:
 
 
 def test_general_captions_quarantine_bad_records(tmp_path: Path) -> None:
-    from data_records import save_dataset as save
+    from tests.support.data_records import save_dataset as save
 
     columns = {"external_id": "string", "image": "image", "caption": "string"}
     rows = [

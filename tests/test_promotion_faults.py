@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_support import Tracking, evaluation_for, make_artifact, weights_sha, write_json
-from servers import MlflowServer, free_port, start_mlflow_server
 
 from components.register import tags as T
 from components.register.client import (
@@ -30,11 +28,16 @@ from components.register.lock import LockTimeoutError, promotion_lock
 from components.register.promotion import STALE, gate_and_promote
 from components.register.registration import RUN_STEP, register_candidate
 from pipelines.settings import GateSettings, RegistrySettings
+from tests.support.registry_support import (
+    Tracking,
+    evaluation_for,
+    make_artifact,
+    weights_sha,
+    write_json,
+)
+from tests.support.servers import MlflowServer, free_port, start_mlflow_server
 
 FAST_RETRY = RetryPolicy(attempts=2, first_delay_s=0.1, max_delay_s=0.2)
-
-# The registry fixtures (tracking, registry_settings, ...) live in tests/registry_support.py.
-pytest_plugins = ["registry_support"]
 
 
 @pytest.fixture(scope="module")

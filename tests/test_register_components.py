@@ -14,16 +14,20 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model
-from registry_support import Tracking, evaluation_for, make_artifact, weights_sha, write_json
 
 from components.ingest.component import RUNTIME_IMAGE
 from components.register import tags as T
 from components.register.client import connect
 from components.register.component import champion_op, gate_op, promote_op, register_op
 from pipelines.settings import GateSettings, RegistrySettings
+from tests.support.registry_support import (
+    Tracking,
+    evaluation_for,
+    make_artifact,
+    weights_sha,
+    write_json,
+)
 
-# The registry fixtures (tracking, registry_settings, ...) live in tests/registry_support.py.
-pytest_plugins = ["registry_support"]
 # kfp.local runs the task in this environment whatever the image; it warns that it does.
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_support import SOURCE_REVISION, Tracking, evaluation_for, make_artifact, weights_sha
 
 from components.register import tags as T
 from components.register.client import Registry, RegistryError, connect
@@ -25,9 +24,13 @@ from components.register.promotion import (
 )
 from components.register.registration import register_candidate
 from pipelines.settings import GateSettings, RegistrySettings
-
-# The registry fixtures (tracking, registry_settings, ...) live in tests/registry_support.py.
-pytest_plugins = ["registry_support"]
+from tests.support.registry_support import (
+    SOURCE_REVISION,
+    Tracking,
+    evaluation_for,
+    make_artifact,
+    weights_sha,
+)
 
 
 @pytest.fixture

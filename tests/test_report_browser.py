@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 from markupsafe import escape
 from PIL import Image
-from test_evaluate import (
+
+from components.demo.tiny_model import build_tiny_model
+from components.evaluate.evaluation import REPORT_FILE, evaluate
+from components.evaluate.report import ROLE_COLOURS
+from tests.support.train_data import corpus, tiny_base, write_general, write_prepared
+from tests.test_evaluate import (
     HOSTILE_ONERROR,
     HOSTILE_ONLOAD,
     HOSTILE_SCRIPT,
     add_hostile_records,
 )
-from train_data import corpus, tiny_base, write_general, write_prepared
-
-from components.evaluate.evaluation import REPORT_FILE, evaluate
-from components.evaluate.report import ROLE_COLOURS
-from components.train.tiny_model import build_tiny_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 TITLE = "uicap evaluation: candidate vs base"

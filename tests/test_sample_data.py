@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from components.samples import (
+from components.demo.samples import (
     SCREEN_KINDS,
     SUMMARY_TEMPLATES,
     draw_scene,
@@ -24,7 +24,7 @@ from components.samples import (
     ui_records,
     write_sample_dataset,
 )
-from components.samples.general_scenes import COLOURS
+from components.demo.samples.general_scenes import COLOURS
 from pipelines.cli import app
 
 CONTRACT_STRINGS = (

@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from servers import MlflowServer, kill_stray_children, start_server, stray_children
+
+from tests.support.servers import MlflowServer, kill_stray_children, start_server, stray_children
 
 
 def test_mlflow_run_logged_over_http_reads_back_the_same(
@@ -52,7 +53,7 @@ def test_mlflow_run_logged_over_http_reads_back_the_same(
 
 
 def test_kfp_local_runs_our_package_in_a_subprocess(kfp_local: Path) -> None:
-    from kfp_probe import write_marker
+    from tests.support.kfp_probe import write_marker
 
     task = write_marker(text="hello")
     artifact_path = Path(task.outputs["marker"].path)

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
-from servers import GcsBucket
 
 from components import storage
+from tests.support.servers import GcsBucket
 
 CHUNK = 4 * 256 * 1024  # resumable chunks must be multiples of 256 KiB
 

@@ -10,14 +10,14 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from typer.testing import CliRunner
 
-from components.train.families import IGNORE_INDEX, Turn, get_family
-from components.train.tiny_model import FAMILIES, build_tiny_model, corpus_from_dataset
+from components.captioner.families import IGNORE_INDEX, Turn, get_family
+from components.demo.tiny_model import FAMILIES, build_tiny_model, corpus_from_dataset
 from pipelines.cli import app
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    from components.samples import write_sample_dataset
+    from components.demo.samples import write_sample_dataset
 
     data = write_sample_dataset(tmp_path_factory.mktemp("ui"), kind="ui", records=60, seed=3)
     return corpus_from_dataset(data)
@@ -91,7 +91,7 @@ def test_labels_cover_exactly_the_answer_and_end_of_turn(
 
 
 def test_too_long_turn_is_refused_not_truncated(tiny_models: dict[str, Path]) -> None:
-    from components.train.families import TooLongError
+    from components.captioner.families import TooLongError
 
     vlm = get_family("minicpmv4_6")
     _, processor = vlm.load(tiny_models["minicpmv4_6"])
@@ -100,7 +100,7 @@ def test_too_long_turn_is_refused_not_truncated(tiny_models: dict[str, Path]) ->
 
 
 def test_cli_builds_from_a_dataset_folder(tmp_path: Path, corpus: list[str]) -> None:
-    from components.samples import write_sample_dataset
+    from components.demo.samples import write_sample_dataset
 
     data = write_sample_dataset(tmp_path / "ui", kind="ui", records=30, seed=1)
     result = CliRunner().invoke(

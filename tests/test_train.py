@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from components.train.artifact import load_captioner, read_metadata
+from components.captioner.artifact import load_captioner, read_metadata
+from components.captioner.families import get_family
 from components.train.checkpoints import MARKER, CheckpointStore, torn_reason
 from components.train.config import TrainConfig, load_config
 from components.train.data import (
@@ -27,12 +28,8 @@ from components.train.data import (
     eval_batches,
     read_split,
 )
-from components.train.families import get_family
 from components.train.recipe import TEST_SIGTERM_ENV
 from pipelines.cli import app
-
-# The shared `ui_data` and `base` fixtures live in tests/train_data.py.
-pytest_plugins = ["train_data"]
 
 # Small and fast on two CPU cores; every run of this file shares these settings.
 SMALL = [

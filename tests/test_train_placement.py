@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import yaml
 from kfp import compiler, dsl
-from train_data import tiny_base, write_prepared
 
-from components.train.artifact import read_metadata
-from components.train.component import apply_h100_placement, train_captioner
+from components.captioner.artifact import read_metadata
+from components.train.component import apply_h100_placement, train_op
 from pipelines.settings import load_settings
+from tests.support.train_data import tiny_base, write_prepared
 
-EXECUTOR = "exec-train-captioner"
+EXECUTOR = "exec-train-op"
 
 
 def compile_one_task(settings: Any, tmp_path: Path) -> tuple[dict, dict]:
@@ -24,9 +24,7 @@ def compile_one_task(settings: Any, tmp_path: Path) -> tuple[dict, dict]:
     @dsl.pipeline(name="train-only")
     def train_only():
         data = dsl.importer(artifact_uri="gs://bucket/prepared", artifact_class=dsl.Dataset)
-        task = train_captioner(
-            data=data.output, base_model="openbmb/MiniCPM-V-4.6", config_yaml="{}"
-        )
+        task = train_op(data=data.output, base_model="openbmb/MiniCPM-V-4.6", config_yaml="{}")
         apply_h100_placement(task, settings)
 
     package = tmp_path / "pipeline.yaml"
@@ -72,7 +70,7 @@ def test_placement_puts_the_task_on_an_h100_node(tmp_path: Path) -> None:
     assert executor["pvcMount"][0]["mountPath"] == "/hf-cache"
     assert executor["pvcMount"][0]["pvcNameParameter"]["runtimeValue"]["constant"] == "hf-cache"
     assert executor["activeDeadlineSeconds"] == str(settings.kubernetes.train_timeout_seconds)
-    retry = pipeline_spec["root"]["dag"]["tasks"]["train-captioner"]["retryPolicy"]
+    retry = pipeline_spec["root"]["dag"]["tasks"]["train-op"]["retryPolicy"]
     assert retry["maxRetryCount"] == settings.kubernetes.retries
 
 
@@ -84,7 +82,7 @@ def test_placement_without_a_pvc_mounts_none(tmp_path: Path) -> None:
 
 def test_placement_refuses_settings_it_cannot_honour() -> None:
     with pytest.raises(ValueError, match="gke profile"):
-        apply_h100_placement(train_captioner, load_settings("local"))
+        apply_h100_placement(train_op, load_settings("local"))
     settings = load_settings("gke", ["train.nproc_per_node=4"])
 
     refused: list[str] = []
@@ -92,7 +90,7 @@ def test_placement_refuses_settings_it_cannot_honour() -> None:
     @dsl.pipeline(name="too-many")
     def too_many():  # the body runs when the pipeline is defined
         data = dsl.importer(artifact_uri="gs://bucket/prepared", artifact_class=dsl.Dataset)
-        task = train_captioner(data=data.output, base_model="m", config_yaml="{}")
+        task = train_op(data=data.output, base_model="m", config_yaml="{}")
         with pytest.raises(ValueError, match="accelerator_count=1") as error:
             apply_h100_placement(task, settings)
         refused.append(str(error.value))
@@ -112,7 +110,7 @@ def test_component_trains_through_kfp_local(kfp_local: Path, tmp_path: Path) -> 
     @dsl.pipeline(name="train-local")
     def train_local():
         prepared = dsl.importer(artifact_uri=str(data), artifact_class=dsl.Dataset)
-        train_captioner(
+        train_op(
             data=prepared.output,
             base_model=str(base),
             config_yaml=json.dumps(config),
@@ -121,7 +119,7 @@ def test_component_trains_through_kfp_local(kfp_local: Path, tmp_path: Path) -> 
         )
 
     train_local()
-    (artifact,) = kfp_local.glob("train-local-*/train-captioner/model")
+    (artifact,) = kfp_local.glob("train-local-*/train-op/model")
     outputs = json.loads((artifact.parent / "executor_output.json").read_text())
     (model,) = outputs["artifacts"]["model"]["artifacts"]
     assert model["metadata"]["kind"] == "lora" and model["metadata"]["final_step"] == 2

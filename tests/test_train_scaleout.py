@@ -12,14 +12,11 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from components.train.artifact import load_captioner, read_metadata
+from components.captioner.artifact import load_captioner, read_metadata
 from components.train.data import read_split
 from components.train.deepspeed import deepspeed_config
 from components.train.launch import strip_option, torchrun_command
 from components.train.recipe import TEST_SIGTERM_ENV
-
-# The shared `ui_data` and `base` fixtures live in tests/train_data.py.
-pytest_plugins = ["train_data"]
 
 SMALL = [
     "batch.batch_size=4",

@@ -12,10 +12,9 @@ import json
 import time
 from pathlib import Path
 
-from local_profile import LocalProfile
-
 from components.train.config import from_settings
 from components.train.recipe import RunInputs, TrainRecipe
+from tests.support.local_profile import LocalProfile
 
 
 def test_lora_on_the_warmed_base_halves_validation_loss(

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.captioner.families import Turn, VLMFamily
 from components.train.data import parse_record
-from components.train.families import Turn, VLMFamily
 
 # Keys of a prepared record that say what it is about, kept next to its scores.
 RECORD_METADATA_KEYS = ("element_type", "external_id", "screen_id")

@@ -18,20 +18,20 @@ weights, the registry version, and the artifact's own metadata.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from components.train.artifact import METADATA_FILE, ModelMetadata, read_metadata
-from components.train.families import family_names, get_family
+from components.captioner.artifact import METADATA_FILE, ModelMetadata, read_metadata
+from components.captioner.families import family_names, get_family
+from components.captioner.weights import directory_sha256
 
 if TYPE_CHECKING:
     from components.evaluate.generation import Captioning
 
 REGISTRY_SCHEME = "models:/"
-TINY_MODEL_FILE = "uicap_tiny.json"  # written by components.train.tiny_model
+TINY_MODEL_FILE = "uicap_tiny.json"  # written by components.demo.tiny_model
 ARTIFACT_SEARCH_DEPTH = 2  # how deep a registry download may hold its model artifact
 
 
@@ -98,24 +98,12 @@ class ResolvedModel:
 
         family = get_family(self.family)
         if self.kind == "artifact":
-            from components.train.artifact import load_captioner
+            from components.captioner.artifact import load_captioner
 
             captioner = load_captioner(Path(self.location), device=device, dtype=dtype)
             return Captioning(family, captioner.model.eval(), captioner.processor)
         model, processor = family.load(self.location, self.revision, dtype=dtype, device=device)
         return Captioning(family, model.eval(), processor)
-
-
-def directory_sha256(folder: Path) -> str:
-    """sha256 over every file's relative path and contents, in sorted order."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return f"sha256:{digest.hexdigest()}"
 
 
 def split_revision(reference: str) -> tuple[str, str | None]:

@@ -63,7 +63,7 @@ def export_model(
     """Write `reference` (models:/ URI or artifact folder) to `output` as a servable folder."""
     import torch
 
-    from components.train.artifact import load_captioner, read_metadata
+    from components.captioner.artifact import load_captioner, read_metadata
 
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not overwrite:

@@ -2,7 +2,7 @@
 
 Its MLflow artifacts are the model artifact training wrote (`uicap_model.json` plus the
 adapter folder, which holds the processor files). `load_context` rebuilds the captioner
-the way evaluation does (`components.train.artifact.load_captioner`): the base model from
+the way evaluation does (`components.captioner.artifact.load_captioner`): the base model from
 its id at the pinned revision, or a local folder, or the Hugging Face cache, plus the
 adapter. `predict` takes raw screenshots and outlines the element itself with the same
 `draw_target_box` and asks with the same `build_prompt` as the prepare step, at the
@@ -139,8 +139,8 @@ def _text(row: Mapping[str, Any], column: str, index: int) -> str:
 
 def build_turns(frame: pd.DataFrame, config: ServingConfig) -> list[Any]:
     """One `Turn` per row: the boxed screenshot and the training prompt for that element."""
+    from components.captioner.families import Turn
     from components.prepare import build_prompt, draw_target_box
-    from components.train.families import Turn
 
     missing = [column for column in (IMAGE_COLUMN, BBOX_COLUMN) if column not in frame.columns]
     if missing:
@@ -169,7 +169,7 @@ class CaptionerModel(mlflow.pyfunc.PythonModel):
     """MLflow's entry point: rebuild base + adapter once, then caption DataFrames of elements."""
 
     def load_context(self, context: Any) -> None:
-        from components.train.artifact import load_captioner
+        from components.captioner.artifact import load_captioner
 
         options = dict(context.model_config or {})
         self.config = ServingConfig.from_model_config(options)

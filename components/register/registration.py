@@ -206,7 +206,7 @@ def version_tags(
     pipeline_run_id: str,
     weights_sha256: str,
 ) -> dict[str, str]:
-    from components.train.artifact import read_metadata
+    from components.captioner.artifact import read_metadata
 
     metadata = read_metadata(model_dir)
     found = {
@@ -240,7 +240,7 @@ def check_evaluation_matches(evaluation: Mapping[str, Any], weights_sha256: str)
 
 def stage_artifact(model_dir: Path, into: Path) -> Path:
     """A clean copy of the model artifact: metadata + weights folder, no checkpoints or logs."""
-    from components.train.artifact import METADATA_FILE, read_metadata
+    from components.captioner.artifact import METADATA_FILE, read_metadata
 
     metadata = read_metadata(model_dir)
     weights = model_dir / metadata.weights
@@ -384,8 +384,8 @@ def register_candidate(
     `serving` defaults to the image size and HTML budget in the data manifest;
     `extra_tags` (the run's lineage) are added to the version's tags.
     """
-    from components.evaluate.models import directory_sha256
-    from components.train.artifact import read_metadata
+    from components.captioner.artifact import read_metadata
+    from components.captioner.weights import directory_sha256
 
     step = progress or (lambda _name: None)
     if not pipeline_run_id.strip():

@@ -17,7 +17,7 @@ SHM_VOLUME = "dshm"
 
 
 @dsl.component(base_image=LOCAL_IMAGE, install_kfp_package=False)
-def train_captioner(
+def train_op(
     data: Input[Dataset],
     base_model: str,
     config_yaml: str,

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from components.captioner.generation import GenerationConfig
+
 
 class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -92,14 +94,6 @@ class ScheduleConfig(_Group):
     patience: int | None = Field(3, ge=1)
     min_delta: float = Field(0.0, ge=0)
     log_steps: int = Field(1, ge=1)
-
-
-class GenerationConfig(_Group):
-    """How the captioner generates; stored with the model so evaluation and serving agree."""
-
-    max_new_tokens: int = Field(48, ge=1)
-    num_beams: int = Field(1, ge=1)
-    do_sample: bool = False
 
 
 class TrainConfig(_Group):

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from components.train.families import EncodedTurn, TooLongError, Turn, VLMFamily
-from components.train.families import split_image_marker as _split_image_marker
+from components.captioner.families import EncodedTurn, TooLongError, Turn, VLMFamily
+from components.captioner.families import split_image_marker as _split_image_marker
 
 SPLITS = ("train", "val", "test")
 TOO_LONG = "too_long"

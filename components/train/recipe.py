@@ -25,13 +25,14 @@ from typing import Any
 
 import torch
 
-from components.train.artifact import (
+from components.captioner.artifact import (
     ADAPTER_DIR,
     FULL_DIR,
     ModelMetadata,
     TrainMetrics,
     write_metadata,
 )
+from components.captioner.families import IGNORE_INDEX, get_family
 from components.train.checkpoints import MARKER, CheckpointStore
 from components.train.config import TrainConfig, flatten
 from components.train.data import (
@@ -47,7 +48,6 @@ from components.train.data import (
     read_split,
     resolve_workers,
 )
-from components.train.families import IGNORE_INDEX, get_family
 from components.train.tracking import RunTracker
 
 log = logging.getLogger("uicap.train")

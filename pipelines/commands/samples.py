@@ -27,7 +27,7 @@ def sample_data(
     """Generate a synthetic dataset that `datasets.load_dataset(OUTPUT)` can load offline."""
     import pyarrow.parquet as pq
 
-    from components.samples import SAMPLE_KINDS, write_sample_dataset
+    from components.demo.samples import SAMPLE_KINDS, write_sample_dataset
 
     if kind not in SAMPLE_KINDS:
         raise typer.BadParameter(

@@ -24,8 +24,8 @@ def tiny_model(
     seed: Annotated[int, typer.Option(help="Seed for the random weights.")] = 0,
 ) -> None:
     """Build a randomly initialised VLM that loads through the Auto classes offline."""
+    from components.demo.tiny_model import FAMILIES, build_tiny_model, corpus_from_dataset
     from components.prepare.prompt import prompt_corpus
-    from components.train.tiny_model import FAMILIES, build_tiny_model, corpus_from_dataset
 
     if family not in FAMILIES:
         known = ", ".join(FAMILIES)
@@ -34,7 +34,7 @@ def tiny_model(
     if data is not None:
         texts = corpus_from_dataset(data)
     else:
-        from components.samples import sample_text_corpus
+        from components.demo.samples import sample_text_corpus
 
         texts = sample_text_corpus(seed=seed)
     build_tiny_model(output, [*texts, *prompt_corpus()], family=family, seed=seed)

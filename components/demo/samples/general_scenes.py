@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from components.samples.png import png_bytes
+from components.demo.samples.png import png_bytes
 
 SCENE_SIZE = (320, 240)
 DEFAULT_GENERAL_RECORDS = 120

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from components.samples import ui_html as h
-from components.samples import ui_vocab as v
-from components.samples.ui_draw import fit_text, text_width
-from components.samples.ui_screen import ScreenDraft
+from components.demo.samples import ui_html as h
+from components.demo.samples import ui_vocab as v
+from components.demo.samples.ui_draw import fit_text, text_width
+from components.demo.samples.ui_screen import ScreenDraft
 
 
 def _form_frame(s: ScreenDraft, content_height: int) -> tuple[int, int, int]:

@@ -10,21 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from components.samples.general_scenes import (
+from components.demo.samples.general_scenes import (
     DEFAULT_GENERAL_RECORDS,
     SCENE_SIZE,
     general_records,
 )
-from components.samples.hub_layout import CardText, write_hub_dataset
-from components.samples.ui_screen import ACTION_TYPES, DEVICE_SIZES, ELEMENT_TYPES
-from components.samples.ui_screens import (
+from components.demo.samples.hub_layout import CardText, write_hub_dataset
+from components.demo.samples.ui_screen import ACTION_TYPES, DEVICE_SIZES, ELEMENT_TYPES
+from components.demo.samples.ui_screens import (
     DEFAULT_UI_RECORDS,
     MAX_ELEMENTS_PER_SCREEN,
     MIN_ELEMENTS_PER_SCREEN,
     SCREEN_KINDS,
     ui_records,
 )
-from components.samples.ui_summaries import SUMMARY_TEMPLATES
+from components.demo.samples.ui_summaries import SUMMARY_TEMPLATES
 
 if TYPE_CHECKING:
     from datasets import Features

@@ -157,7 +157,7 @@ def corpus(prepared: Path) -> list[str]:
 
 def tiny_base(root: Path, *prepared: Path) -> Path:
     """A tiny random MiniCPM-V 4.6 whose tokenizer knows the given sets, built once per folder."""
-    from components.train.tiny_model import build_tiny_model
+    from components.demo.tiny_model import build_tiny_model
 
     if not (root / "config.json").exists():
         texts = [text for folder in prepared for text in corpus(folder)]

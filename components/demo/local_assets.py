@@ -48,7 +48,7 @@ def warmup_config(family: str) -> object:
 
 
 def _ensure_dataset(path: Path, kind: str, console: Console) -> Path:
-    from components.samples import write_sample_dataset
+    from components.demo.samples import write_sample_dataset
 
     if not (path / "README.md").exists():
         console.print(f"[cyan]making[/] the {kind} sample dataset in {path}")
@@ -69,11 +69,11 @@ def _ensure_general_holdout(dataset: Path, output: Path, max_side: int, console:
 def _ensure_warm_base(
     workdir: Path, base: Path, general: Path, family: str, console: Console
 ) -> Path:
+    from components.captioner.artifact import FULL_DIR
+    from components.demo.samples import sample_text_corpus
+    from components.demo.tiny_model import build_tiny_model
     from components.prepare.prompt import prompt_corpus
-    from components.samples import sample_text_corpus
-    from components.train.artifact import FULL_DIR
     from components.train.recipe import RunInputs, TrainRecipe
-    from components.train.tiny_model import build_tiny_model
 
     if (base / WARM_MARKER).exists():
         return base

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from servers import forget_mlflow_uris
-from train_data import tiny_base, write_prepared
 
 from components.register.client import HTTP_DEFAULTS
 from pipelines.settings import RegistrySettings
+from tests.support.servers import forget_mlflow_uris
+from tests.support.train_data import tiny_base, write_prepared
 
 SOURCE_REVISION = "0123456789abcdef0123456789abcdef01234567"
 
@@ -104,9 +104,9 @@ def make_artifact(
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from components.captioner.artifact import ADAPTER_DIR, ModelMetadata, write_metadata
+    from components.captioner.families import get_family
     from components.prepare import PROMPT_TEMPLATE_VERSION
-    from components.train.artifact import ADAPTER_DIR, ModelMetadata, write_metadata
-    from components.train.families import get_family
 
     family = get_family("minicpmv4_6")
     model, processor = family.load(base, dtype=torch.float32)
@@ -136,7 +136,7 @@ def make_artifact(
 
 
 def weights_sha(artifact: Path) -> str:
-    from components.evaluate.models import directory_sha256
+    from components.captioner.weights import directory_sha256
 
     return directory_sha256(artifact / "adapter")
 

@@ -11,10 +11,10 @@ import string
 import time
 from typing import Any
 
+from components.demo.samples import SUMMARY_TEMPLATES
 from components.evaluate.bootstrap import MIN_RESAMPLES, bootstrap_cider
 from components.evaluate.scoring import CaptionPairs, score_captions
 from components.evaluate.semantic import load_model, resolve_model_source
-from components.samples import SUMMARY_TEMPLATES
 
 _SLOT_WORDS = (
     "account", "billing", "calendar", "cart", "contact", "dashboard", "email address",

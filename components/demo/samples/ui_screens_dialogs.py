@@ -6,10 +6,10 @@ act on at that moment.
 
 from __future__ import annotations
 
-from components.samples import ui_html as h
-from components.samples import ui_vocab as v
-from components.samples.ui_draw import Box, text_width, wrap
-from components.samples.ui_screen import ScreenDraft
+from components.demo.samples import ui_html as h
+from components.demo.samples import ui_vocab as v
+from components.demo.samples.ui_draw import Box, text_width, wrap
+from components.demo.samples.ui_screen import ScreenDraft
 
 
 def _backdrop(s: ScreenDraft, dim: bool) -> None:

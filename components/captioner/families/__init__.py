@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.train.families.base import (
+from components.captioner.families.base import (
     IGNORE_INDEX,
     EncodedTurn,
     TooLongError,
@@ -10,7 +10,7 @@ from components.train.families.base import (
     VLMFamily,
     split_image_marker,
 )
-from components.train.families.native import FAMILY_SPECS, NativeFamily
+from components.captioner.families.native import FAMILY_SPECS, NativeFamily
 
 __all__ = [
     "IGNORE_INDEX",

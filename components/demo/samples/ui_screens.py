@@ -11,12 +11,16 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from components.samples.png import png_bytes
-from components.samples.ui_screen import ScreenDraft
-from components.samples.ui_screens_account import login_screen, settings_screen, signup_screen
-from components.samples.ui_screens_dialogs import dialog_screen
-from components.samples.ui_screens_web import checkout_screen, landing_screen, product_grid_screen
-from components.samples.ui_screens_workspace import chat_screen, table_screen
+from components.demo.samples.png import png_bytes
+from components.demo.samples.ui_screen import ScreenDraft
+from components.demo.samples.ui_screens_account import login_screen, settings_screen, signup_screen
+from components.demo.samples.ui_screens_dialogs import dialog_screen
+from components.demo.samples.ui_screens_web import (
+    checkout_screen,
+    landing_screen,
+    product_grid_screen,
+)
+from components.demo.samples.ui_screens_workspace import chat_screen, table_screen
 
 ScreenBuilder = Callable[[ScreenDraft], None]
 

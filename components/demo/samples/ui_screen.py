@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from components.samples import ui_html as h
-from components.samples.ui_draw import ACCENTS, Box, Canvas, make_theme
-from components.samples.ui_summaries import summarize
-from components.samples.ui_vocab import APPS
+from components.demo.samples import ui_html as h
+from components.demo.samples.ui_draw import ACCENTS, Box, Canvas, make_theme
+from components.demo.samples.ui_summaries import summarize
+from components.demo.samples.ui_vocab import APPS
 
 DEVICE_SIZES = {"desktop": (1024, 640), "mobile": (360, 720)}
 ACTION_TYPES = ("click", "type", "select", "hover", "toggle", "scroll")

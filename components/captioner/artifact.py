@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.train.config import GenerationConfig
-from components.train.families import Turn, VLMFamily, get_family
+from components.captioner.families import Turn, VLMFamily, get_family
+from components.captioner.generation import GenerationConfig
 
 METADATA_FILE = "uicap_model.json"
 ADAPTER_DIR = "adapter"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from components.samples import ui_html as h
-from components.samples import ui_vocab as v
-from components.samples.ui_draw import Box, fit_text, text_width, wrap
-from components.samples.ui_screen import ScreenDraft
+from components.demo.samples import ui_html as h
+from components.demo.samples import ui_vocab as v
+from components.demo.samples.ui_draw import Box, fit_text, text_width, wrap
+from components.demo.samples.ui_screen import ScreenDraft
 
 
 def _count(n: int, noun: str) -> str:

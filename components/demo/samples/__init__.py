@@ -4,16 +4,16 @@ They let the local profile and the tests run the whole pipeline offline; see
 `write_sample_dataset` for the folder layout and the generators for in-memory records.
 """
 
-from components.samples.general_scenes import SCENE_KINDS, draw_scene, general_records
-from components.samples.sample_dataset import (
+from components.demo.samples.general_scenes import SCENE_KINDS, draw_scene, general_records
+from components.demo.samples.sample_dataset import (
     SAMPLE_KINDS,
     general_features,
     sample_text_corpus,
     ui_features,
     write_sample_dataset,
 )
-from components.samples.ui_screens import SCREEN_KINDS, draw_screen, ui_records
-from components.samples.ui_summaries import SUMMARY_TEMPLATES
+from components.demo.samples.ui_screens import SCREEN_KINDS, draw_screen, ui_records
+from components.demo.samples.ui_summaries import SUMMARY_TEMPLATES
 
 __all__ = [
     "SAMPLE_KINDS",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.local_assets import LocalAssets, ensure_local_assets
+from components.demo.local_assets import LocalAssets, ensure_local_assets
 from pipelines.settings import Settings, load_settings
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.train.families.base import (
+from components.captioner.families.base import (
     IGNORE_INDEX,
     EncodedTurn,
     TooLongError,

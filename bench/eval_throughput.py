@@ -38,8 +38,9 @@ def main() -> None:
     import torch
     from score_pairs import time_scoring
 
-    from components.evaluate.generation import generate_captions, read_eval_split
+    from components.evaluate.generation import generate_captions
     from components.evaluate.models import resolve_model
+    from components.prepare.conversations import read_split
 
     records_wanted = int(sys.argv[1]) if len(sys.argv) > 1 else RECORDS
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else ROUNDS
@@ -48,7 +49,7 @@ def main() -> None:
         started = time.perf_counter()
         prepared, base = build_inputs(Path(scratch), records_wanted)
         print(f"sample, prepare and tiny model: {time.perf_counter() - started:.1f}s", flush=True)
-        records = read_eval_split(prepared, "test")
+        records = read_split(prepared, "test")
         captioning = resolve_model(str(base)).load("cpu", torch.float32)
         generate_captions(captioning, records[:2], batch_size=2, max_new_tokens=4)  # warm-up
 

@@ -4,8 +4,8 @@ The first run makes everything: the sample data, a tiny MiniCPM-V 4.6 warmed on 
 general set, then ingest, lineage, prepare, train, evaluate, register, gate and promote
 through kfp.local. The second run has nothing new: it must stop after the lineage check.
 Both are the real console script in a subprocess, as `make run` starts it. Prints both
-wall times, their ratio, the decisions, and the first run's step times (from kfp.local's
-task log), as JSON on the last line.
+wall times, their ratio, the decisions, and the first run's step times (from the run's
+`logs/steps.json`), as JSON on the last line.
 
 Targets: first run ≤ 180 s on 2 cores; the unchanged rerun ≤ 15% of it.
 
@@ -16,39 +16,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 UICAP = str(Path(sys.executable).with_name("uicap"))
-TASK_LINE = re.compile(
-    r"^(\d\d:\d\d:\d\d\.\d+) - \w+ - (?:Executing task|Task) \S*'([\w-]+)'\S*( finished)?"
-)
 
 
-def step_seconds(log: str) -> dict[str, float]:
-    """Each task's wall time from kfp.local's 'Executing task' / 'finished' lines."""
-    started: dict[str, datetime] = {}
-    took: dict[str, float] = {}
-    for line in log.splitlines():
-        match = TASK_LINE.match(re.sub(r"\x1b\[[0-9;]*m", "", line))
-        if not match:
-            continue
-        at = datetime.strptime(match.group(1), "%H:%M:%S.%f")
-        if match.group(3):
-            if match.group(2) in started:
-                took[match.group(2)] = round((at - started[match.group(2)]).total_seconds(), 1)
-        else:
-            started[match.group(2)] = at
-    return took
+def step_seconds(records: Path) -> dict[str, float]:
+    """Each step's wall time, from the `logs/steps.json` that `uicap run` writes."""
+    rows = json.loads((records / "logs" / "steps.json").read_text())
+    return {row["step"]: round(row["seconds"], 1) for row in rows}
 
 
-def timed_run(workdir: Path) -> tuple[float, str, dict[str, Any]]:
+def timed_run(workdir: Path) -> tuple[float, dict[str, float], dict[str, Any]]:
     env = {
         **os.environ,
         "TMPDIR": str(workdir.parent / "tmp"),
@@ -65,7 +49,7 @@ def timed_run(workdir: Path) -> tuple[float, str, dict[str, Any]]:
         raise SystemExit(f"uicap run failed with exit code {done.returncode}")
     newest = sorted((workdir / "runs").iterdir())[-1]
     outcome = json.loads(next(newest.glob("*/outcome.json")).read_text())
-    return seconds, done.stdout + done.stderr, outcome
+    return seconds, step_seconds(newest), outcome
 
 
 def main() -> None:
@@ -73,7 +57,7 @@ def main() -> None:
     workdir = root / "work"
     if workdir.exists() and any(workdir.iterdir()):
         raise SystemExit(f"{workdir} is not empty: the first run must start from nothing")
-    first, first_log, first_outcome = timed_run(workdir)
+    first, first_steps, first_outcome = timed_run(workdir)
     second, _, second_outcome = timed_run(workdir)
     result = {
         "first_run_s": round(first, 1),
@@ -81,7 +65,7 @@ def main() -> None:
         "rerun_ratio": round(second / first, 3),
         "first_decision": first_outcome["decision"],
         "rerun_decision": second_outcome["decision"],
-        "first_run_steps_s": step_seconds(first_log),
+        "first_run_steps_s": first_steps,
         "cpu_count": os.cpu_count(),
     }
     print(f"first run (empty work folder): {result['first_run_s']} s, {result['first_decision']}")

@@ -113,6 +113,7 @@ def main() -> None:
     from components.demo.samples import write_sample_dataset
     from components.ingest import ingest
     from components.prepare import PrepareManifest, prepare
+    from components.prepare.config import PrepareConfig
 
     load_at_start = os.getloadavg()[0]  # other processes' CPU demand before we add ours
     records = int(sys.argv[1]) if len(sys.argv) > 1 else RECORDS
@@ -129,8 +130,12 @@ def main() -> None:
         seconds = best_times(
             {
                 "baseline": run_baseline,
-                "workers1": lambda: prepare(root / "ingested", root / "prepared-1", workers=1),
-                "workers2": lambda: prepare(root / "ingested", root / "prepared-2", workers=2),
+                "workers1": lambda: prepare(
+                    root / "ingested", root / "prepared-1", PrepareConfig(workers=1)
+                ),
+                "workers2": lambda: prepare(
+                    root / "ingested", root / "prepared-2", PrepareConfig(workers=2)
+                ),
             },
             repeats,
         )

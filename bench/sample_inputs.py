@@ -11,9 +11,11 @@ def build_inputs(root: Path, records: int) -> tuple[Path, Path]:
     from components.demo.tiny_model import build_tiny_model, corpus_from_dataset
     from components.ingest import ingest
     from components.prepare import prepare
+    from components.prepare.config import PrepareConfig
 
     write_sample_dataset(root / "sample", kind="ui", records=records, seed=0)
     ingest(str(root / "sample"), root / "ingested")
-    prepare(root / "ingested", root / "prepared", max_image_side=448, html_budget=128, workers=2)
+    config = PrepareConfig(max_image_side=448, html_budget_tokens=128, workers=2)
+    prepare(root / "ingested", root / "prepared", config)
     build_tiny_model(root / "base", corpus_from_dataset(root / "sample"))
     return root / "prepared", root / "base"

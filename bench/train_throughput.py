@@ -92,7 +92,7 @@ def _trl_records(prepared: Path, split: str) -> Any:
     """The prepared split as TRL's documented VLM prompt-completion dataset."""
     from datasets import Dataset, Features, Image, Sequence, Value
 
-    from components.train.data import read_split
+    from components.prepare.conversations import read_split
 
     rows = [
         {

@@ -3,20 +3,28 @@
 The same compiled pipeline as on a cluster, run by kfp.local's SubprocessRunner in this
 Python environment: every step is a real subprocess, artifacts land under the work
 folder, MLflow is a SQLite file there, and kfp.local's cache keeps prepare, train and
-evaluate from running twice on the same inputs. Each run files its step records in a
-fresh folder, so the outcome read back afterwards is this run's and no other.
+evaluate from running twice on the same inputs. Each run files its step records and its
+logs in a fresh folder, `runs/<timestamp>/`, so the outcome read back afterwards is this
+run's and no other; `run_display` decides what the terminal sees meanwhile.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.console import Console
+
 from components.outcome import OUTCOME_FILE, Outcome, read_outcome
+from pipelines.run_display import LOGS_DIR, StepResult
 from pipelines.settings import Settings
+
+# Where the noise of making the sample data and the warmed base goes (logs/<this>.log).
+LOCAL_ASSETS_LOG = "local-assets"
 
 
 class LocalRunError(RuntimeError):
@@ -28,6 +36,12 @@ class LocalRun:
     outcome: Outcome
     records: Path
     settings: Settings
+    steps: tuple[StepResult, ...] = ()
+
+    @property
+    def logs(self) -> Path:
+        """`<records>/logs`: one `<step>.log` per step, kfp.local's own lines, steps.json."""
+        return self.records / LOGS_DIR
 
     @property
     def report(self) -> Path | None:
@@ -49,38 +63,58 @@ def local_settings(profile: str, overrides: list[str], workdir: Path) -> Setting
     return load_settings("local", [*overrides, f"workdir={workdir.resolve()}"])
 
 
-def run_pipeline(settings: Settings, *, dataset: str | None = None) -> LocalRun:
-    """Make the local assets if missing, run the pipeline, and read back its outcome."""
+def run_pipeline(
+    settings: Settings,
+    *,
+    dataset: str | None = None,
+    console: Console | None = None,
+    verbose: bool = False,
+) -> LocalRun:
+    """Make the local assets if missing, run the pipeline, and read back its outcome.
+
+    `console` gets one line per step (and the assets being made); everything the steps
+    and kfp.local print goes to `runs/<timestamp>/logs/<step>.log`, and with `verbose`
+    to the terminal as well, as kfp.local streams it.
+    """
     from kfp import local
 
     from components.demo.local_assets import ensure_local_assets
     from pipelines.retrain import build_retrain_pipeline
+    from pipelines.run_display import RunDisplay
 
     workdir = Path(settings.workdir)
-    assets = ensure_local_assets(workdir, settings.model.family, settings.prepare.max_image_side)
-    if Path(settings.model.base).resolve() != assets.base_model.resolve():
-        raise LocalRunError(f"model.base {settings.model.base} is not the local warmed base")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     records = workdir / "runs" / stamp
     records.mkdir(parents=True)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(workdir / "pipeline-root"),
-        workspace_root=str(workdir / "kfp-workspace"),
-        enable_caching=True,
-        cache_root=str(workdir / "kfp-cache"),
-        raise_on_error=False,
-    )
-    arguments: dict[str, str] = {"records_root": str(records)}
-    if dataset is not None:
-        arguments["dataset"] = str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    pipeline = build_retrain_pipeline(settings)
-    pipeline(**arguments)
+    # Bound to today's stdout: while the steps run, `sys.stdout` feeds their logs.
+    display = RunDisplay(console or Console(file=sys.stdout), records, verbose=verbose)
+    with display.capture():
+        with display.quiet(LOCAL_ASSETS_LOG):
+            assets = ensure_local_assets(
+                workdir, settings.model.family, settings.prepare.max_image_side, display.console
+            )
+        if Path(settings.model.base).resolve() != assets.base_model.resolve():
+            raise LocalRunError(f"model.base {settings.model.base} is not the local warmed base")
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(workdir / "pipeline-root"),
+            workspace_root=str(workdir / "kfp-workspace"),
+            enable_caching=True,
+            cache_root=str(workdir / "kfp-cache"),
+            raise_on_error=False,
+        )
+        arguments: dict[str, str] = {"records_root": str(records)}
+        if dataset is not None:
+            arguments["dataset"] = (
+                str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
+            )
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        pipeline = build_retrain_pipeline(settings)
+        pipeline(**arguments)
     outcome = _read_back(records)
     if outcome.report and Path(outcome.report).is_file():
         shutil.copyfile(outcome.report, records / "report.html")
-    return LocalRun(outcome, records, settings)
+    return LocalRun(outcome, records, settings, tuple(display.results))
 
 
 def _read_back(records: Path) -> Outcome:
@@ -88,6 +122,6 @@ def _read_back(records: Path) -> Outcome:
     if len(runs) != 1:
         raise LocalRunError(
             f"the pipeline ended without an outcome in {records} (the exit handler did not "
-            "run); see the task logs above"
+            f"run); see the logs in {records / LOGS_DIR}"
         )
     return read_outcome(str(runs[0]))

@@ -5,6 +5,11 @@ those live here. `profiles/local.yaml` runs on a laptop CPU; `profiles/gke.yaml`
 H100 node pool. Every group forbids unknown keys, so a misspelt setting in a file or an
 override is an error that names it, never a silently ignored value.
 
+The groups of the steps are the steps' own configs (`prepare`: PrepareConfig, `train`:
+TrainConfig, `evaluate`: EvaluateConfig, `gate`: GateConfig, `registry`: RegistryConfig),
+defined next to the code that uses them; this module composes them and adds what only
+the pipeline knows (the data source, the base model, the cluster, the notification).
+
 Settings hold no secrets: only the names of Kubernetes Secrets and of environment
 variables that carry them. Values that look like credentials are refused, so printing
 the settings (`uicap config show`) or logging them to MLflow cannot leak one.
@@ -12,7 +17,6 @@ the settings (`uicap config show`) or logging them to MLflow cannot leak one.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,13 +33,17 @@ from pydantic import (
     model_validator,
 )
 
+from components.captioner.families import family_names
+from components.config_overrides import OverrideError, apply_override
+from components.evaluate.config import EvaluateConfig
+from components.prepare.config import PrepareConfig
+from components.register.config import GateConfig, RegistryConfig
 from components.train.config import TrainConfig
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
 PROFILES = ("local", "gke")
 WORKDIR_PLACEHOLDER = "{workdir}"
 
-ModelFamily = Literal["minicpmv4_6", "minicpmv2_6", "qwen2_vl", "qwen2_5_vl", "idefics3", "llava"]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 # A Kubernetes object name (DNS-1123 subdomain), e.g. a Secret or a PVC.
 KubernetesName = Annotated[
@@ -44,7 +52,6 @@ KubernetesName = Annotated[
 EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 # A resource quantity as Kubernetes writes it: "64Gi", "500m", "8".
 Quantity = Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")]
-CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
 
 
 class SettingsError(ValueError):
@@ -74,35 +81,6 @@ class DataSettings(_Group):
     max_quarantine_fraction: Fraction = 0.05
 
 
-class SplitFractions(_Group):
-    """Shares of screens per split; a screen never straddles two splits."""
-
-    train: Fraction = 0.8
-    validation: Fraction = 0.1
-    test: Fraction = 0.1
-
-    @model_validator(mode="after")
-    def _sum_to_one(self) -> SplitFractions:
-        total = self.train + self.validation + self.test
-        if not math.isclose(total, 1.0, abs_tol=1e-6):
-            raise ValueError(f"train + validation + test must sum to 1, not {total:g}")
-        if self.train == 0 or self.test == 0:
-            raise ValueError("train and test must each get a share above 0")
-        return self
-
-
-class PrepareSettings(_Group):
-    """Turning records into boxed screenshots and conversations."""
-
-    # Longest image side in pixels after resizing (the box is drawn after resizing).
-    max_image_side: int = Field(1344, ge=64)
-    # Tokens of surrounding HTML kept in the prompt; longer HTML is cut to this budget.
-    html_budget_tokens: int = Field(256, ge=0)
-    splits: SplitFractions = Field(default_factory=SplitFractions)
-    seed: int = 0
-    workers: int = Field(1, ge=1)
-
-
 class ModelSettings(_Group):
     """The base model that the adapters are trained on."""
 
@@ -110,19 +88,14 @@ class ModelSettings(_Group):
     base: str = "{workdir}/base-model"
     # Branch, tag or commit of a Hub model; ignored for a local folder.
     revision: str | None = None
-    family: ModelFamily = "minicpmv4_6"
-    # Only for families that exist as Hub remote code (MiniCPM-V 2.6).
-    trust_remote_code: bool = False
+    # One of the implemented families (components/captioner/families), nothing else.
+    family: str = "minicpmv4_6"
 
     @model_validator(mode="after")
-    def _remote_code_is_pinned(self) -> ModelSettings:
-        if self.family == "minicpmv2_6" and not self.trust_remote_code:
-            raise ValueError("family minicpmv2_6 is Hub remote code: set trust_remote_code")
-        if self.trust_remote_code and not re.fullmatch(r"[0-9a-f]{40}", self.revision or ""):
-            raise ValueError(
-                "trust_remote_code runs code from the Hub: revision must be a full 40-character "
-                f"commit sha, not {self.revision!r}"
-            )
+    def _family_is_implemented(self) -> ModelSettings:
+        if self.family not in family_names():
+            known = ", ".join(family_names())
+            raise ValueError(f"family {self.family!r} is not implemented; use one of {known}")
         return self
 
 
@@ -142,58 +115,21 @@ class TrainSettings(TrainConfig):
         return TrainConfig.model_validate(self.model_dump(exclude={"nproc_per_node"}))
 
 
-class EvaluateSettings(_Group):
-    """Scoring the candidate and the champion on the same records."""
+class EvaluateSettings(EvaluateConfig):
+    """The evaluate step's config (`components.evaluate.config.EvaluateConfig`), plus the
+    forgetting holdout the pipeline imports for it."""
 
-    batch_size: int = Field(8, ge=1)
-    max_new_tokens: int = Field(48, ge=1)
-    # Paired bootstrap resamples for confidence intervals of metric differences.
-    bootstrap_resamples: int = Field(1000, ge=1000)
-    seed: int = 0
-    # Non-UI captions (Hub id or local folder): the guard against forgetting.
+    # A prepared general-captions folder (local or gs://, as `uicap prepare-general`
+    # writes it): the guard against forgetting.
     general_holdout: str = "{workdir}/data/general"
-    general_holdout_revision: str = "main"
-    general_holdout_split: str = "train"
+
+    def config(self) -> EvaluateConfig:
+        """The evaluate config as the evaluate step receives it."""
+        return EvaluateConfig.model_validate(self.model_dump(exclude={"general_holdout"}))
 
 
-class GuardTolerances(_Group):
-    """How far each guard metric may fall below the champion's (absolute, metric units)."""
-
-    semantic_similarity: float = Field(0.01, ge=0)
-    format_compliance: float = Field(0.02, ge=0)
-    general_holdout: float = Field(0.05, ge=0)
-
-
-class GateSettings(_Group):
-    """When a candidate may replace the champion."""
-
-    primary_metric: Literal["CIDEr"] = "CIDEr"
-    # The candidate must beat the champion's CIDEr by at least this much, absolute...
-    cider_min_abs_gain: float = Field(0.02, ge=0)
-    # ...and by at least this fraction of the champion's CIDEr.
-    cider_min_rel_gain: float = Field(0.02, ge=0)
-    # The bootstrap interval of the CIDEr difference must lie above zero.
-    require_ci_above_zero: bool = True
-    ci_level: float = Field(0.95, gt=0.5, lt=1)
-    tolerances: GuardTolerances = Field(default_factory=GuardTolerances)
-
-
-class RegistrySettings(_Group):
-    """MLflow: where runs are tracked and which registered model the pipeline serves."""
-
-    tracking_uri: str = "sqlite:///{workdir}/mlflow.db"
-    # None: the tracking URI.
-    registry_uri: str | None = None
-    experiment_name: str = "uicap-retraining"
-    model_name: str = "ui-element-captioner"
-    champion_alias: str = "champion"
-    challenger_alias: str = "challenger"
-
-    @model_validator(mode="after")
-    def _aliases_differ(self) -> RegistrySettings:
-        if self.champion_alias == self.challenger_alias:
-            raise ValueError("champion_alias and challenger_alias must differ")
-        return self
+def _default_registry() -> RegistryConfig:
+    return RegistryConfig(tracking_uri="sqlite:///{workdir}/mlflow.db")
 
 
 class SecretEnv(_Group):
@@ -218,7 +154,6 @@ def _gpu_tolerations() -> list[Toleration]:
 class KubernetesSettings(_Group):
     """Placement, images and credentials of the pipeline's pods (gke profile)."""
 
-    namespace: KubernetesName = "kubeflow"
     # The Kubernetes service account of the pods, bound to a Google service account
     # through Workload Identity (GCS and Artifact Registry access, no key files).
     service_account: KubernetesName | None = None
@@ -283,12 +218,13 @@ class Settings(_Group):
     # Where KFP writes artifacts: a local folder or gs://bucket/prefix.
     pipeline_root: str = "{workdir}/pipeline-root"
     data: DataSettings = Field(default_factory=DataSettings)
-    prepare: PrepareSettings = Field(default_factory=PrepareSettings)
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     model: ModelSettings = Field(default_factory=ModelSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
-    gate: GateSettings = Field(default_factory=GateSettings)
-    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    # Without a profile, MLflow is a SQLite file in the work folder.
+    registry: RegistryConfig = Field(default_factory=_default_registry)
     kubernetes: KubernetesSettings | None = None
     notify: NotifySettings = Field(default_factory=NotifySettings)
 
@@ -317,7 +253,7 @@ class Settings(_Group):
             raise ValueError(
                 f"the gke profile needs a gs:// pipeline_root, not {self.pipeline_root!r}"
             )
-        if not self.registry.tracking_uri.startswith(("http://", "https://")):
+        if not (self.registry.tracking_uri or "").startswith(("http://", "https://")):
             raise ValueError("the gke profile needs an http(s) registry.tracking_uri (a server)")
         if self.kubernetes is None:
             raise ValueError("the gke profile needs the kubernetes group")
@@ -349,7 +285,10 @@ def load_settings(
     data = _read_yaml(Path(path))
     data.setdefault("profile", profile)
     for override in overrides:
-        _apply_override(data, override)
+        try:
+            apply_override(data, override)
+        except OverrideError as error:
+            raise SettingsError(str(error)) from None
     _refuse_secrets(data, source)
     settings = _validate(data, source)
     resolved = _replace_workdir(settings.model_dump(mode="python"), settings.workdir)
@@ -368,28 +307,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise SettingsError(f"{path}: settings must be a mapping, not {type(loaded).__name__}")
     return loaded
-
-
-def _apply_override(data: dict[str, Any], override: str) -> None:
-    key, sep, raw = override.partition("=")
-    key = key.strip()
-    parts = key.split(".")
-    if not sep or not key or not all(parts):
-        raise SettingsError(f"override {override!r} is not key=value (e.g. train.lora.rank=32)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as error:
-        raise SettingsError(f"override {key}: value is not a YAML scalar: {error}") from None
-    node = data
-    for depth, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            parent = ".".join(parts[: depth + 1])
-            raise SettingsError(f"override {key}: {parent} is a value, not a group")
-        node = child
-    node[parts[-1]] = value
 
 
 def _validate(data: dict[str, Any], source: str) -> Settings:

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
+from components.base_image import BASE_IMAGE
 from components.demo.samples import write_sample_dataset
 from components.ingest import IngestManifest, ingest
-from components.ingest.component import RUNTIME_IMAGE, ingest_op
+from components.ingest.component import ingest_op
 from components.prepare import PrepareManifest, prepare
 from components.prepare.component import prepare_op
+from components.prepare.config import PrepareConfig
 from tests.support.data_records import record, save_dataset
 
 # kfp.local runs the task in this environment whatever the image; it warns that it does.
@@ -39,18 +41,19 @@ def test_component_defaults_match_the_plain_functions() -> None:
     op_defaults = _defaults(ingest_op.python_func)
     assert op_defaults["split"] == ingest_defaults["split"]
     assert op_defaults["max_quarantine_fraction"] == ingest_defaults["max_quarantine_fraction"]
-    prepare_defaults = _defaults(prepare)
-    op_defaults = _defaults(prepare_op.python_func)
-    for name in ("max_image_side", "html_budget", "seed", "workers"):
-        assert op_defaults[name] == prepare_defaults[name], name
-    fractions = ",".join(str(v) for v in prepare_defaults["split_fractions"])
-    assert op_defaults["split_fractions"] == fractions
+    # Prepare's defaults are written once, in PrepareConfig: the op and the plain
+    # function take the config whole and repeat none of its numbers.
+    assert _defaults(prepare_op.python_func) == {"config": ""}
+    assert _defaults(prepare)["config"] is None
+    assert PrepareConfig.from_parameter("") == PrepareConfig()
+    assert set(inspect.signature(prepare).parameters) >= {"input_dir", "output", "config"}
+    assert not {"max_image_side", "workers"} & set(inspect.signature(prepare).parameters)
 
 
 @pytest.mark.parametrize("component", [ingest_op, prepare_op])
-def test_components_run_on_the_pinned_runtime_image_and_install_nothing(component) -> None:
+def test_components_install_nothing_and_leave_the_image_to_the_pipeline(component) -> None:
     container = component.component_spec.implementation.container
-    assert container.image == RUNTIME_IMAGE
+    assert container.image == BASE_IMAGE
     assert "pip install" not in " ".join(container.command or [])
     outputs = component.component_spec.outputs
     assert {spec.type for spec in outputs.values()} == {
@@ -91,13 +94,15 @@ def test_ingest_then_prepare_pipeline_runs_under_kfp_local(kfp_local: Path, samp
     @dsl.pipeline(name="data-local")
     def data_local(dataset: str):
         ingested = ingest_op(dataset=dataset)
-        prepare_op(ingested=ingested.outputs["data"], max_image_side=256, workers=2)
+        config = PrepareConfig(max_image_side=256, workers=2).to_parameter()
+        prepare_op(ingested=ingested.outputs["data"], config=config)
 
     data_local(dataset=str(sample))
 
     (prepared,) = kfp_local.glob("data-local-*/prepare-op/prepared")
     manifest = PrepareManifest.read(prepared)
     assert manifest.counts.kept == 24
+    assert manifest.settings.max_image_side == 256  # the config parameter arrived whole
     assert all((prepared / f"{split}.json").is_file() for split in ("train", "val", "test"))
     outputs = json.loads((prepared.parent / "executor_output.json").read_text())
     (counts,) = outputs["artifacts"]["counts"]["artifacts"]

@@ -11,7 +11,6 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -20,21 +19,25 @@ from typer.testing import CliRunner
 
 from components.captioner.weights import directory_sha256
 from components.evaluate.bootstrap import bootstrap_cider
-from components.evaluate.evaluation import (
-    COMPARED_METRICS,
-    EVALUATION_FILE,
-    REPORT_FILE,
-    evaluate,
-    summary_metrics,
-)
-from components.evaluate.generation import generate_captions, read_eval_split
+from components.evaluate.config import EvaluateConfig
+from components.evaluate.diversity import caption_diversity
+from components.evaluate.generation import generate_captions
 from components.evaluate.models import (
     ModelReferenceError,
     parse_registry_uri,
     resolve_model,
     split_revision,
 )
+from components.evaluate.result import (
+    COMPARED_METRICS,
+    EVALUATION_FILE,
+    REPORT_FILE,
+    Evaluation,
+    load_evaluation,
+)
+from components.evaluate.run import evaluate
 from components.evaluate.scoring import pair_captions, score_captions
+from components.prepare.conversations import read_split
 from pipelines.cli import app
 from tests.support.train_data import prompt_for, tiny_base, write_general, write_prepared
 
@@ -129,7 +132,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, ui_data: Path, base: Path)
 @pytest.fixture(scope="module")
 def learned(
     tmp_path_factory: pytest.TempPathFactory, ui_data: Path, general_data: Path, trained: Path
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[Evaluation, Path]:
     """The trained candidate against its own base (no champion), with the general holdout."""
     output = tmp_path_factory.mktemp("eval-learned")
     result = evaluate(
@@ -137,8 +140,7 @@ def learned(
         str(trained),
         general_dir=general_data,
         output_dir=output,
-        batch_size=8,
-        max_new_tokens=MAX_NEW_TOKENS,
+        config=EvaluateConfig(batch_size=8, max_new_tokens=MAX_NEW_TOKENS),
     )
     return result, output
 
@@ -147,20 +149,20 @@ def learned(
 
 
 def test_a_candidate_that_learned_beats_the_base_with_a_cider_ci_above_zero(
-    learned: tuple[dict[str, Any], Path],
+    learned: tuple[Evaluation, Path],
 ) -> None:
     result, _ = learned
-    assert result["baseline_role"] == "base" and result["roles"] == ["candidate", "base"]
-    cider = result["comparison"]["CIDEr"]
-    assert cider["resamples"] >= 1000 and cider["confidence"] == 0.95
-    assert cider["delta"] > 0 and cider["ci_low"] > 0, cider
-    assert cider["ci_low"] <= cider["delta"] <= cider["ci_high"]
-    similarity = result["comparison"]["semantic_similarity"]
-    assert similarity["ci_low"] > 0, similarity
+    assert result.baseline_role == "base" and result.roles == ["candidate", "base"]
+    cider = result.comparison["CIDEr"]
+    assert cider.resamples >= 1000 and cider.confidence == 0.95
+    assert cider.delta > 0 and cider.ci_low > 0, cider
+    assert cider.ci_low <= cider.delta <= cider.ci_high
+    similarity = result.comparison["semantic_similarity"]
+    assert similarity.ci_low > 0, similarity
     # The candidate answers in the summaries' words; the random base does not.
-    rows = result["predictions"]["test"]
-    assert np.mean([row["CIDEr"]["candidate"] for row in rows]) > np.mean(
-        [row["CIDEr"]["base"] for row in rows]
+    rows = result.predictions.test
+    assert np.mean([row.CIDEr["candidate"] for row in rows]) > np.mean(
+        [row.CIDEr["base"] for row in rows]
     )
 
 
@@ -197,56 +199,78 @@ def test_a_model_against_itself_gives_zero_deltas_via_the_cli_and_the_registry(
     assert outcome.exit_code == 0, f"{outcome.output}\n{outcome.exception!r}"
     assert "candidate vs champion" in outcome.output
 
-    result = json.loads((output / EVALUATION_FILE).read_text())
-    assert result["baseline_role"] == "champion"
-    assert result["roles"] == ["candidate", "champion", "base"]
+    result = load_evaluation(output / EVALUATION_FILE)
+    assert result.baseline_role == "champion"
+    assert result.roles == ["candidate", "champion", "base"]
     for metric in COMPARED_METRICS:
-        comparison = result["comparison"][metric]
-        assert comparison["delta"] == 0.0, comparison
-        assert comparison["ci_low"] <= 0.0 <= comparison["ci_high"], comparison
-    assert result["guards"]["semantic_similarity"]["delta"] == 0.0
-    assert result["guards"]["general_holdout"] is None  # no --general: not measured
-    assert result["general_comparison"] is None
-    assert all(row["delta"]["CIDEr"] == 0.0 for row in result["predictions"]["test"])
+        comparison = result.comparison[metric]
+        assert comparison.delta == 0.0, comparison
+        assert comparison.ci_low <= 0.0 <= comparison.ci_high, comparison
+    assert result.guards.semantic_similarity is not None
+    assert result.guards.semantic_similarity.delta == 0.0
+    assert result.guards.general_holdout is None  # no --general: not measured
+    assert result.general_comparison is None
+    assert all(row.delta["CIDEr"] == 0.0 for row in result.predictions.test)
     # Generating twice (two loads, batches of 16) gave the very same captions.
     assert all(
-        row["captions"]["candidate"] == row["captions"]["champion"]
-        for row in result["predictions"]["test"]
+        row.captions["candidate"] == row.captions["champion"] for row in result.predictions.test
     )
-    champion = result["models"]["champion"]["identity"]
-    candidate = result["models"]["candidate"]["identity"]
-    assert champion["registry"]["version"] == "1" and champion["registry"]["alias"] == "champion"
-    assert champion["registry"]["uri"] == registered_champion
-    assert champion["location"] == champion["registry"]["uri"].split("@")[0] + "/1"
-    assert champion["weights_sha256"] == candidate["weights_sha256"]
-    assert champion["kind"] == "artifact" and candidate["registry"] is None
+    assert result.diversity is not None
+    assert result.diversity.models["candidate"] == result.diversity.models["champion"]
+    champion = result.models["champion"].identity
+    candidate = result.models["candidate"].identity
+    assert champion.registry is not None and candidate.registry is None
+    assert champion.registry.version == "1" and champion.registry.alias == "champion"
+    assert champion.registry.uri == registered_champion
+    assert champion.location == registered_champion.split("@")[0] + "/1"
+    assert champion.weights_sha256 == candidate.weights_sha256
+    assert champion.kind == "artifact"
     # Against the base the candidate still shows its gain.
-    assert result["comparison_with_base"]["CIDEr"]["delta"] > 0
+    assert result.comparison_with_base is not None
+    assert result.comparison_with_base["CIDEr"].delta > 0
     assert "forgetting was not measured" in (output / REPORT_FILE).read_text()
 
 
 # --- the evaluation.json contract ---------------------------------------------------------
 
 
-def test_evaluation_json_is_the_returned_dict_and_has_every_section(
-    learned: tuple[dict[str, Any], Path],
+def test_evaluation_json_is_the_returned_evaluation_and_has_every_section(
+    learned: tuple[Evaluation, Path],
 ) -> None:
     result, output = learned
     on_disk = json.loads((output / EVALUATION_FILE).read_text())
-    assert on_disk == json.loads(json.dumps(result))
+    assert on_disk == result.to_dict()
+    assert load_evaluation(output) == result  # a file or the folder (a KFP artifact) holding it
     assert on_disk["schema_version"] == 1 and on_disk["primary_metric"] == "CIDEr"
     expected = {
         "schema_version", "created_at", "uicap_version", "primary_metric", "baseline_role",
         "roles", "models", "comparison", "comparison_with_base", "general_comparison",
-        "guards", "per_element_type", "data", "generation", "scoring", "predictions",
-        "warnings",
+        "guards", "diversity", "per_element_type", "data", "generation", "scoring",
+        "predictions", "warnings", "derived_from",
     }  # fmt: skip
     assert set(on_disk) == expected
+    assert on_disk["derived_from"] is None  # scored here, not derived from other evaluations
     assert set(on_disk["comparison"]) == set(COMPARED_METRICS)
     assert on_disk["comparison_with_base"] is None  # the base already is the baseline
-    assert set(on_disk["guards"]) == {"semantic_similarity", "format_compliance", "general_holdout"}
+    assert set(on_disk["guards"]) == {
+        "semantic_similarity", "format_compliance", "general_holdout", "caption_diversity"
+    }  # fmt: skip
+    diversity = on_disk["guards"].pop("caption_diversity")
     for name, guard in on_disk["guards"].items():
         assert guard["delta"] == pytest.approx(guard["candidate"] - guard["baseline"]), name
+    # Caption diversity is held to the references' on the same test records.
+    references = on_disk["diversity"]["references"]
+    candidate = on_disk["diversity"]["models"]["candidate"]
+    assert set(on_disk["diversity"]["models"]) == set(on_disk["roles"])
+    assert references["n"] == candidate["n"] == on_disk["data"]["test"]["n"]
+    assert diversity["references"] == references["distinct_share"]
+    assert diversity["candidate"] == candidate["distinct_share"]
+    assert diversity["candidate_top_share"] == candidate["top_share"]
+    assert diversity["delta"] == pytest.approx(diversity["candidate"] - diversity["references"])
+    rows = on_disk["predictions"]["test"]
+    measured = caption_diversity([row["captions"]["candidate"] for row in rows])
+    assert candidate == measured.model_dump()
+    assert references == caption_diversity([row["reference"] for row in rows]).model_dump()
     general = on_disk["guards"]["general_holdout"]
     assert general["split"] == "general" and general["metric"] == "CIDEr"
     assert general["candidate"] == on_disk["models"]["candidate"]["general"]["CIDEr"]
@@ -266,44 +290,44 @@ def test_evaluation_json_is_the_returned_dict_and_has_every_section(
 
 
 def test_per_type_tables_sum_to_n_and_recompute_cider_on_each_subset(
-    learned: tuple[dict[str, Any], Path], ui_data: Path
+    learned: tuple[Evaluation, Path], ui_data: Path
 ) -> None:
     result, _ = learned
-    n = result["data"]["test"]["n"]
-    table = result["per_element_type"]
-    assert n == 22 and sum(row["n"] for row in table.values()) == n
-    records = read_eval_split(ui_data)
+    n = result.data.test.n
+    table = result.per_element_type
+    assert n == 22 and sum(row.n for row in table.values()) == n
+    records = read_split(ui_data, "test")
     expected_types = {record.element_type for record in records}
     assert set(table) == expected_types
-    rows = {row["id"]: row for row in result["predictions"]["test"]}
+    rows = {row.id: row for row in result.predictions.test}
     for element_type, entry in table.items():
         ids = [r.id for r in records if r.element_type == element_type]
-        similarity = np.mean([rows[i]["semantic_similarity"]["candidate"] for i in ids])
-        assert entry["models"]["candidate"]["semantic_similarity"] == pytest.approx(similarity)
-        for metric, delta in entry["delta"].items():
-            models = entry["models"]
-            assert delta == pytest.approx(models["candidate"][metric] - models["base"][metric])
+        similarity = np.mean([rows[i].semantic_similarity["candidate"] for i in ids])
+        assert entry.models["candidate"].semantic_similarity == pytest.approx(similarity)
+        for metric, delta in entry.delta.items():
+            candidate, base = entry.models["candidate"], entry.models["base"]
+            assert delta == pytest.approx(getattr(candidate, metric) - getattr(base, metric))
     # CIDEr of one type is that type's own corpus CIDEr, as pycocoevalcap computes it.
     ids = [r.id for r in records if r.element_type == "input"]
     subset = score_captions(
         pair_captions(
-            {i: rows[i]["captions"]["candidate"] for i in ids},
-            {i: [rows[i]["reference"]] for i in ids},
+            {i: rows[i].captions["candidate"] for i in ids},
+            {i: [rows[i].reference] for i in ids},
         )
     )
-    assert table["input"]["models"]["candidate"]["CIDEr"] == pytest.approx(
+    assert table["input"].models["candidate"].CIDEr == pytest.approx(
         subset.metrics["CIDEr"], abs=1e-9
     )
 
 
 def test_identities_record_models_data_and_generation(
-    learned: tuple[dict[str, Any], Path],
+    learned: tuple[Evaluation, Path],
     trained: Path,
     base: Path,
     ui_data: Path,
     general_data: Path,
 ) -> None:
-    result, _ = learned
+    result = learned[0].to_dict()
     candidate = result["models"]["candidate"]["identity"]
     assert candidate["kind"] == "artifact" and candidate["location"] == str(trained.resolve())
     assert candidate["weights_sha256"] == directory_sha256(trained / "adapter")
@@ -329,21 +353,25 @@ def test_identities_record_models_data_and_generation(
 
 
 def test_summary_metrics_flatten_each_model_and_the_deltas(
-    learned: tuple[dict[str, Any], Path],
+    learned: tuple[Evaluation, Path],
 ) -> None:
-    result, _ = learned
-    flat = summary_metrics(result)
+    result = learned[0].to_dict()
+    flat = learned[0].summary_metrics()
     assert flat["candidate_CIDEr"] == result["models"]["candidate"]["test"]["CIDEr"]
     assert flat["base_general_CIDEr"] == result["models"]["base"]["general"]["CIDEr"]
     assert flat["delta_CIDEr_ci_low"] == result["comparison"]["CIDEr"]["ci_low"]
     assert flat["delta_general_CIDEr"] == result["guards"]["general_holdout"]["delta"]
+    diversity = result["diversity"]
+    assert flat["candidate_distinct_share"] == diversity["models"]["candidate"]["distinct_share"]
+    assert flat["base_top_caption_share"] == diversity["models"]["base"]["top_share"]
+    assert flat["references_distinct_share"] == diversity["references"]["distinct_share"]
     assert all(isinstance(value, float) for value in flat.values())
 
 
 def test_a_candidate_trained_on_other_data_is_flagged(
-    learned: tuple[dict[str, Any], Path], trained: Path, tmp_path: Path, ui_data: Path
+    learned: tuple[Evaluation, Path], trained: Path, tmp_path: Path, ui_data: Path
 ) -> None:
-    from components.evaluate.evaluation import _warnings, load_data
+    from components.evaluate.run import _warnings, load_data
 
     other = tmp_path / "other"
     shutil.copytree(ui_data, other)
@@ -378,19 +406,19 @@ def test_component_writes_metrics_report_and_evaluation_under_kfp_local(
             data=data.output,
             candidate=candidate.output,
             general=general.output,
-            max_new_tokens=MAX_NEW_TOKENS,
+            config=EvaluateConfig(max_new_tokens=MAX_NEW_TOKENS).to_parameter(),
         )
 
     evaluate_local()
     (task,) = kfp_local.glob("evaluate-local-*/evaluate-op")
-    evaluation = json.loads((task / "evaluation").read_text())
-    assert evaluation["schema_version"] == 1 and evaluation["baseline_role"] == "base"
-    assert evaluation["data"]["test"]["n"] == 5
+    evaluation = load_evaluation(task / "evaluation")
+    assert evaluation.schema_version == 1 and evaluation.baseline_role == "base"
+    assert evaluation.data.test.n == 5
     report = (task / "report").read_text()
     assert report.startswith("<!DOCTYPE html>") and "data:image/png;base64," in report
     outputs = json.loads((task / "executor_output.json").read_text())
     (metrics,) = outputs["artifacts"]["metrics"]["artifacts"]
-    assert metrics["metadata"] == pytest.approx(summary_metrics(evaluation))
+    assert metrics["metadata"] == pytest.approx(evaluation.summary_metrics())
     assert {"candidate_CIDEr", "base_general_CIDEr", "delta_CIDEr_ci_low"} <= set(
         metrics["metadata"]
     )
@@ -398,12 +426,12 @@ def test_component_writes_metrics_report_and_evaluation_under_kfp_local(
     assert artifact["metadata"]["baseline_role"] == "base"
 
 
-def test_component_pins_the_runtime_image_and_installs_nothing() -> None:
-    from components.evaluate.component import EVALUATE_IMAGE, evaluate_op
-    from components.ingest.component import RUNTIME_IMAGE
+def test_component_installs_nothing_and_leaves_the_image_to_the_pipeline() -> None:
+    from components.base_image import BASE_IMAGE
+    from components.evaluate.component import evaluate_op
 
     container = evaluate_op.component_spec.implementation.container
-    assert container.image == EVALUATE_IMAGE == RUNTIME_IMAGE
+    assert container.image == BASE_IMAGE
     assert "pip install" not in " ".join(container.command + (container.args or []))
 
 
@@ -411,7 +439,7 @@ def test_component_pins_the_runtime_image_and_installs_nothing() -> None:
 
 
 def test_batched_generation_equals_one_at_a_time(ui_data: Path, base: Path) -> None:
-    records = read_eval_split(ui_data)[:6]
+    records = read_split(ui_data, "test")[:6]
     captioning = resolve_model(str(base)).load("cpu", None)
     batched = generate_captions(captioning, records, batch_size=4, max_new_tokens=6)
     single = generate_captions(captioning, records, max_new_tokens=6, one_at_a_time=True)
@@ -420,19 +448,19 @@ def test_batched_generation_equals_one_at_a_time(ui_data: Path, base: Path) -> N
     assert batched.batches == 2 and single.batches == 6
 
 
-def test_read_eval_split_names_the_record_and_the_field(ui_data: Path, tmp_path: Path) -> None:
+def test_read_split_names_the_record_and_the_field(ui_data: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(ui_data, broken)
     records = json.loads((broken / "test.json").read_text())
     records[3]["element_type"] = 7
     (broken / "test.json").write_text(json.dumps(records))
     with pytest.raises(ValueError, match=r"test.json\[3\] \(id test-003\).*'element_type'"):
-        read_eval_split(broken)
+        read_split(broken, "test")
     records[3]["element_type"] = "button"
     records[5]["image"] = "images/missing.png"
     (broken / "test.json").write_text(json.dumps(records))
     with pytest.raises(ValueError, match=r"test.json\[5\].*'image'.*missing"):
-        read_eval_split(broken)
+        read_split(broken, "test")
 
 
 def test_model_references_resolve_or_say_why_not(base: Path, tmp_path: Path) -> None:

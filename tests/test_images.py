@@ -393,8 +393,8 @@ def test_the_runtime_image_ships_the_torch_the_tests_ran_on() -> None:
 
 def test_make_images_builds_both_with_the_dockerfiles_pins_and_the_gke_tags() -> None:
     make = shutil.which("make")
-    if make is None:
-        pytest.skip("make is not installed")
+    # `make test` runs this suite, so make is there; a bare `pytest` without it fails here.
+    assert make is not None, "make is not on PATH: install GNU make (apt-get install make)"
     # The Makefile's defaults: none of its `?=` variables overridden by the environment or
     # by a `make test VAR=...` that runs pytest.
     defaults = re.findall(r"^(\w+) \?=", (REPO / "Makefile").read_text(), re.MULTILINE)

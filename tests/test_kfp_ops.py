@@ -417,12 +417,12 @@ def test_uicap_submit_compiles_the_gke_pipeline_and_runs_it(
     server: KfpApiServer, cli: typer.Typer
 ) -> None:
     code, output = _invoke(
-        cli, "submit", "--host", server.url, "--param", "max_new_tokens=64", "--run-name", "r1"
+        cli, "submit", "--host", server.url, "--param", "nproc_per_node=2", "--run-name", "r1"
     )
     assert code == 0, output
     (run,) = server.runs.values()
     assert run.display_name == "r1"
-    assert run.runtime_config.parameters == {"max_new_tokens": 64}
+    assert run.runtime_config.parameters == {"nproc_per_node": 2}
     assert run.service_account == "uicap-pipeline"  # from the gke profile
     (experiment,) = server.experiments.values()
     assert experiment.display_name == "uicap-retraining"
@@ -435,9 +435,9 @@ def test_uicap_submit_compiles_the_gke_pipeline_and_runs_it(
 def test_uicap_submit_refuses_an_unknown_param_before_any_request(
     server: KfpApiServer, cli: typer.Typer
 ) -> None:
-    code, output = _invoke(cli, "submit", "--host", server.url, "--param", "max_new_tokes=64")
+    code, output = _invoke(cli, "submit", "--host", server.url, "--param", "nproc_per_nod=2")
     assert code == 2
-    assert "unknown pipeline parameter 'max_new_tokes'" in output
+    assert "unknown pipeline parameter 'nproc_per_nod'" in output
     assert server.requests == []
 
 

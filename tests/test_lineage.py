@@ -10,10 +10,12 @@ import pytest
 from components.demo.samples import write_sample_dataset
 from components.ingest import ingest
 from components.lineage import LINEAGE_KEY_TAG, check_against_champion, run_lineage
+from components.prepare.config import PrepareConfig
 from components.register.client import connect
-from pipelines.settings import RegistrySettings
+from components.register.config import RegistryConfig
+from components.train.config import parse_config
 
-PREPARE = {"max_image_side": 448, "html_budget": 128, "split_fractions": "0.8,0.1,0.1", "seed": 0}
+PREPARE = PrepareConfig(max_image_side=448, html_budget_tokens=128)
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +30,17 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     return outputs
 
 
-def lineage_of(folder: Path, train_config: str = '{"optim": {"lr": 0.001}}', **changes):
-    arguments = {
-        "base_model": "openbmb/MiniCPM-V-4.6",
-        "base_revision": "abc123",
-        "family": "minicpmv4_6",
-        "prepare": PREPARE,
-        "train_config": train_config,
-        **changes,
-    }
-    return run_lineage(folder, **arguments)
+def lineage_of(
+    folder: Path,
+    train_config: str = '{"optim": {"lr": 0.001}}',
+    *,
+    base_revision: str = "abc123",
+    prepare: PrepareConfig = PREPARE,
+):
+    """The lineage as the lineage step computes it from the JSON its configs travel as."""
+    pinned = [f"base_revision={base_revision}", "family=minicpmv4_6"]
+    train = parse_config(train_config, pinned)
+    return run_lineage(folder, base_model="openbmb/MiniCPM-V-4.6", prepare=prepare, train=train)
 
 
 def test_the_key_ignores_how_the_config_is_written(ingested) -> None:
@@ -50,6 +53,10 @@ def test_settings_that_only_change_speed_leave_the_key_alone(ingested) -> None:
     reference = lineage_of(ingested[0]).key
     faster = '{"optim": {"lr": 0.001}, "batch": {"num_workers": 4, "encoding_cache_mb": 0}}'
     assert lineage_of(ingested[0], train_config=faster).key == reference
+    bookkeeping = '{"optim": {"lr": 0.001}, "schedule": {"save_steps": 7, "log_steps": 5}}'
+    assert lineage_of(ingested[0], train_config=bookkeeping).key == reference
+    more_workers = PREPARE.model_copy(update={"workers": 8})
+    assert lineage_of(ingested[0], prepare=more_workers).key == reference
 
 
 def test_data_base_and_settings_each_change_the_key(ingested) -> None:
@@ -57,7 +64,10 @@ def test_data_base_and_settings_each_change_the_key(ingested) -> None:
     assert lineage_of(ingested[1]).key != reference
     assert lineage_of(ingested[0], base_revision="def456").key != reference
     assert lineage_of(ingested[0], train_config='{"optim": {"lr": 0.002}}').key != reference
-    assert lineage_of(ingested[0], prepare={**PREPARE, "max_image_side": 896}).key != reference
+    larger = PREPARE.model_copy(update={"max_image_side": 896})
+    assert lineage_of(ingested[0], prepare=larger).key != reference
+    reseeded = PREPARE.model_copy(update={"seed": 1})
+    assert lineage_of(ingested[0], prepare=reseeded).key != reference
 
 
 def test_a_folder_that_is_not_an_ingest_output_is_refused(tmp_path: Path) -> None:
@@ -68,7 +78,7 @@ def test_a_folder_that_is_not_an_ingest_output_is_refused(tmp_path: Path) -> Non
 @pytest.fixture
 def registry(tmp_path: Path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return connect(RegistrySettings(tracking_uri=uri, model_name="lineage-test"), uri)
+    return connect(RegistryConfig(tracking_uri=uri, model_name="lineage-test"))
 
 
 def _champion_with(registry, tags: dict[str, str], source: Path) -> str:

@@ -39,18 +39,22 @@ SERVING_NAMESPACE = "serving"
 Doc = dict[str, Any]
 
 
-def kustomize_command() -> list[str] | None:
+def kustomize_command() -> list[str]:
+    """A standalone kustomize if there is one, else kubectl's; `make install` installs kubectl.
+
+    Missing tools fail the test rather than skip it: a skipped manifest check in CI would
+    look like a passed one.
+    """
     if binary := shutil.which("kustomize"):
         return [binary, "build"]
     if binary := shutil.which("kubectl"):
         return [binary, "kustomize"]
-    return None
+    pytest.fail("kubectl is not on PATH: run `make kubectl` (or `make install`)", pytrace=False)
 
 
 @functools.cache
 def _rendered(target: str) -> tuple[Doc, ...]:
     command = kustomize_command()
-    assert command is not None
     result = subprocess.run(
         [*command, str(MANIFESTS / target)], capture_output=True, text=True, timeout=60
     )
@@ -60,8 +64,6 @@ def _rendered(target: str) -> tuple[Doc, ...]:
 
 def render(target: str) -> list[Doc]:
     """A fresh deep copy of what kustomize renders for `target` (rendered once per session)."""
-    if kustomize_command() is None:
-        pytest.skip("neither kustomize nor kubectl is installed")
     return copy.deepcopy(list(_rendered(target)))
 
 
@@ -223,6 +225,15 @@ def literal_secrets(docs: list[Doc]) -> list[str]:
 
 
 # --- every document validates ---------------------------------------------------------
+
+
+def test_a_missing_kubectl_fails_the_manifest_tests_and_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    # A failure, not a skip: a skipped manifest check in CI would read as a passed one.
+    with pytest.raises(pytest.fail.Exception, match=r"kubectl is not on PATH.*make kubectl"):
+        kustomize_command()
 
 
 @pytest.mark.parametrize("target", TARGETS)

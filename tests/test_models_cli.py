@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from components.register import tags as T
 from components.register.client import Registry, connect
+from components.register.config import GateConfig, RegistryConfig
 from components.register.promotion import gate_and_promote
 from components.register.registration import register_candidate
 from pipelines.cli import app
-from pipelines.settings import GateSettings, RegistrySettings
 from tests.support.registry_support import (
     Tracking,
     evaluation_for,
@@ -33,7 +33,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, registry_base: Path) -> 
 
 @pytest.fixture
 def registry(
-    tracking: Tracking, registry_settings: RegistrySettings, monkeypatch: pytest.MonkeyPatch
+    tracking: Tracking, registry_settings: RegistryConfig, monkeypatch: pytest.MonkeyPatch
 ) -> Registry:
     monkeypatch.setenv("COLUMNS", "400")  # rich wraps table cells to the terminal width
     return connect(registry_settings)
@@ -55,12 +55,12 @@ def promoted_twice(registry: Registry, artifacts: list[Path], data: Path) -> Non
     """v1 promoted over the base, then v2 promoted over v1, both by the gate."""
     first = evaluation_for(weights_sha(artifacts[0]), 0.6)
     register_candidate(registry, artifacts[0], first, "run-1", data_dir=data)
-    assert gate_and_promote(registry, "1", first, GateSettings()).outcome == "promoted"
+    assert gate_and_promote(registry, "1", first, GateConfig()).outcome == "promoted"
     second = evaluation_for(
         weights_sha(artifacts[1]), 0.9, champion=(registry.model_name, "1"), baseline_quality=0.6
     )
     register_candidate(registry, artifacts[1], second, "run-2", data_dir=data)
-    assert gate_and_promote(registry, "2", second, GateSettings()).outcome == "promoted"
+    assert gate_and_promote(registry, "2", second, GateConfig()).outcome == "promoted"
 
 
 def test_rollback_then_list_shows_the_previous_champion_serving_with_the_reason(
@@ -121,7 +121,7 @@ def test_rollback_without_a_previous_champion_explains_what_to_do(
 ) -> None:
     first = evaluation_for(weights_sha(artifacts[0]), 0.6)
     register_candidate(registry, artifacts[0], first, "run-1", data_dir=registry_data)
-    gate_and_promote(registry, "1", first, GateSettings())
+    gate_and_promote(registry, "1", first, GateConfig())
     result = CliRunner().invoke(
         app,
         [
@@ -167,6 +167,8 @@ def test_register_and_gate_commands_run_the_pipeline_steps(
     assert registry.aliases() == {"champion": "1"}
 
 
+# Only an HTTP tracking URI carries user info: this test runs on the server store alone.
+@pytest.mark.parametrize("tracking", ["server"], indirect=True)
 def test_credentials_in_the_tracking_uri_are_never_printed(
     tracking: Tracking,
     registry: Registry,
@@ -174,8 +176,6 @@ def test_credentials_in_the_tracking_uri_are_never_printed(
     registry_data: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if tracking.kind != "server":
-        pytest.skip("only an HTTP tracking URI carries user info")
     promoted_twice(registry, artifacts, registry_data)
     with_secret = tracking.uri.replace("http://", "http://ops:s3cret-token@")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", with_secret)

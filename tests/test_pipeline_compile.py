@@ -5,6 +5,7 @@ These read the IR YAML that `uicap compile` writes, as a KFP server would receiv
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from components.evaluate.config import EvaluateConfig
+from components.prepare.config import PrepareConfig
+from components.register.config import RegistryConfig
+from components.train.config import parse_config
 from pipelines.cli import app
 from pipelines.settings import load_settings
 
@@ -143,6 +148,52 @@ def test_pipeline_root_and_parameters_come_from_the_profile(compiled) -> None:
     assert params["max_quarantine_fraction"]["parameterType"] == "NUMBER_DOUBLE"
     assert params["nproc_per_node"]["parameterType"] == "NUMBER_INTEGER"
     assert params["checkpoint_root"]["defaultValue"].startswith("gs://")
+    # Each step's config is one JSON parameter; the registry's carries the tracking URI.
+    assert PrepareConfig.from_parameter(params["prepare_config"]["defaultValue"]) == (
+        settings.prepare
+    )
+    assert parse_config(params["train_config"]["defaultValue"]) == settings.train.config()
+    evaluate = EvaluateConfig.from_parameter(params["evaluate_config"]["defaultValue"])
+    assert evaluate == settings.evaluate.config()
+    registry = RegistryConfig.from_parameter(params["registry"]["defaultValue"])
+    assert registry.tracking_uri == settings.registry.tracking_uri
+    loose = {"tracking_uri", "max_image_side", "html_budget", "eval_batch_size", "family"}
+    assert not loose & set(params)
+
+
+def test_each_step_gets_its_config_and_the_registry_from_the_same_parameters(compiled) -> None:
+    _, spec, _ = compiled
+    handler = _tasks(spec, "comp-exit-handler-1")
+    inner = _tasks(spec, "comp-condition-2")
+
+    def source(task: dict[str, Any], name: str) -> str:
+        return task["inputs"]["parameters"][name]["componentInputParameter"]
+
+    lineage = handler["lineage-op"]
+    assert source(lineage, "prepare_config") == "pipelinechannel--prepare_config"
+    assert source(lineage, "train_config") == "pipelinechannel--train_config"
+    assert source(inner["prepare-op"], "config") == "pipelinechannel--prepare_config"
+    assert source(inner["train-op"], "config") == "pipelinechannel--train_config"
+    assert source(inner["evaluate-op"], "config") == "pipelinechannel--evaluate_config"
+    assert source(lineage, "registry") == "pipelinechannel--registry"
+    for name in ("train-op", "champion-op", "evaluate-op", "register-op", "gate-op"):
+        assert source(inner[name], "registry") == "pipelinechannel--registry", name
+        assert "tracking_uri" not in inner[name]["inputs"]["parameters"], name
+
+
+def test_components_never_import_the_pipeline_package() -> None:
+    root = Path(__file__).parents[1] / "components"
+    importers = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(name == "pipelines" or name.startswith("pipelines.") for name in names):
+                importers.append(str(path.relative_to(root)))
+    assert importers == []
 
 
 def test_local_profile_compiles_without_cluster_placement(tmp_path: Path) -> None:

@@ -4,13 +4,15 @@ Every step is real: kfp.local runs each component as a subprocess of this venv, 
 models train and generate on the CPU, and MLflow is the SQLite file in the work folder.
 The runs share one work folder, in order: the first promotes a champion, the second
 finds nothing new and stops after ingest, the third gets new data (whose rows carry
-`<script>` in html and summary) and retrains and gates.
+`<script>` in html and summary) and retrains and gates. The second runs with
+`--verbose`; the others print one line per step and keep the rest in the run's logs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,11 +24,31 @@ import pytest
 from components.demo.samples.hub_layout import write_hub_dataset
 from components.demo.samples.sample_dataset import ui_card, ui_features, ui_records
 from components.outcome import OUTCOME_FILE, Outcome
+from tests.support.run_output import ended, started
 
 PAYLOAD = "<script>window.__uicap_pwned = 1</script>"
 UICAP = str(Path(sys.executable).with_name("uicap"))
 
 pytestmark = pytest.mark.timeout(900)
+
+# Every task of a first run that promotes, by the names the pipeline gives them.
+FIRST_RUN_STEPS = {
+    "ingest",
+    "lineage",
+    "prepare",
+    "general-holdout",
+    "train",
+    "champion",
+    "evaluate",
+    "register",
+    "gate",
+    "promote",
+    "notify",
+}
+# A first run from an empty work folder also prints one line per local asset it makes:
+# the two sample datasets, the general holdout and the warmed base. The fixture below
+# copies them in, so they are counted here.
+LOCAL_ASSET_LINES = 4
 
 
 def _uicap_run(workdir: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Outcome]:
@@ -86,7 +108,7 @@ def first(workdir: Path) -> tuple[subprocess.CompletedProcess[str], Outcome]:
 
 @pytest.fixture(scope="module")
 def second(workdir: Path, first) -> tuple[subprocess.CompletedProcess[str], Outcome]:
-    return _uicap_run(workdir)
+    return _uicap_run(workdir, "--verbose")
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +135,47 @@ def test_first_run_promotes_a_champion_and_says_so(workdir: Path, first) -> None
     assert "mlflow ui --backend-store-uri sqlite:///" in done.stdout
 
 
+def test_first_run_prints_one_line_per_step_start_and_end_and_logs_the_rest(
+    workdir: Path, first
+) -> None:
+    done, outcome = first
+    output = done.stdout + done.stderr
+    assert len(output.splitlines()) + LOCAL_ASSET_LINES < 60, output
+    assert "KFP Executor" not in output and "executor_input" not in output
+    assert "\x1b" not in output  # not a terminal: plain lines
+    assert sorted(started(done.stdout)) == sorted(FIRST_RUN_STEPS)
+    lines = {step: (status, figure) for step, status, figure in ended(done.stdout)}
+    assert len(ended(done.stdout)) == len(FIRST_RUN_STEPS) and set(lines) == FIRST_RUN_STEPS
+    assert all(status == "succeeded" for status, _ in lines.values()), lines
+    # The figures are the steps' real outputs.
+    assert re.fullmatch(r"(\d+) of \1 records kept, 0 quarantined", lines["ingest"][1])
+    evaluation = json.loads(Path(outcome.steps["gate"]["evaluation"]).read_text())
+    cider = evaluation["models"]["candidate"]["test"]["CIDEr"]
+    assert lines["evaluate"][1].startswith(f"CIDEr {cider:.3f} vs base ")
+    assert lines["register"][1] == f"version {outcome.model_version}"
+    assert lines["promote"][1] == "promoted"
+    assert "best val loss" in lines["train"][1]
+    # The rest is in the run's logs: one file per step, holding the executor's output.
+    logs = outcome_folder(workdir) / "logs"
+    assert f"logs: {logs}" in done.stdout
+    for step in FIRST_RUN_STEPS - {"general-holdout"}:
+        text = (logs / f"{step}.log").read_text()
+        assert "Executing task" in text and "[KFP Executor" in text, step
+        assert "finished with status SUCCESS" in text, step
+    assert "Executing task 'importer'" in (logs / "general-holdout.log").read_text()
+    rows = json.loads((logs / "steps.json").read_text())
+    assert {row["step"] for row in rows} == FIRST_RUN_STEPS
+
+
 def test_unchanged_rerun_skips_after_ingest(workdir: Path, first, second) -> None:
     done, outcome = second
     assert done.returncode == 0, done.stderr[-3000:]
     assert outcome.decision == "no new data"
     assert set(outcome.steps) == {"lineage"}  # nothing after the check ran
     assert "champion version 1" in outcome.reasons[0]
+    # --verbose: kfp.local's stream as it prints it, and the logs all the same.
+    assert "Executing task" in done.stdout and "[KFP Executor" in done.stdout
+    assert (outcome_folder(workdir) / "logs" / "ingest.log").is_file()
     versions = _registry(workdir).search_model_versions("name='ui-element-captioner'")
     assert [str(v.version) for v in versions] == ["1"]
 
@@ -146,3 +203,11 @@ def test_a_failing_run_exits_non_zero_and_names_the_failure(workdir: Path, third
     assert done.returncode == 1
     assert outcome.status == "FAILED" and outcome.decision == "failed"
     assert "ingest" in done.stdout + done.stderr
+    assert ("ingest", "failed", "") in ended(done.stdout)
+    assert started(done.stdout) == ["ingest", "notify"]  # nothing after ingest ran
+    # The failed step's last 30 log lines, with the log's path, under its end line.
+    log = outcome_folder(workdir) / "logs" / "ingest.log"
+    assert f"last 30 lines of {log}:" in done.stdout
+    tail = [line[4:] for line in done.stdout.splitlines() if line.startswith("  | ")]
+    assert tail == [line.rstrip() for line in log.read_text().rstrip().splitlines()[-30:]]
+    assert any("does-not-exist" in line for line in tail)

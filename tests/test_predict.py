@@ -21,11 +21,11 @@ import pytest
 from typer.testing import CliRunner
 
 from components.register.client import Registry, connect
+from components.register.config import RegistryConfig
 from components.register.promotion import promote_manually
 from components.register.pyfunc_model import PredictInputError, ServingConfig, build_turns
 from components.register.registration import register_candidate
 from pipelines.cli import app
-from pipelines.settings import RegistrySettings
 from tests.support.local_profile import LocalProfile
 from tests.support.registry_support import Tracking, evaluation_for, make_artifact, weights_sha
 
@@ -39,7 +39,8 @@ def served(local_profile: LocalProfile, tmp_path_factory: pytest.TempPathFactory
     import datasets
 
     from components.captioner.artifact import load_captioner
-    from components.evaluate.generation import Captioning, generate_captions, read_eval_split
+    from components.evaluate.generation import Captioning, generate_captions
+    from components.prepare.conversations import read_split
 
     manifest = json.loads((local_profile.prepared / "manifest.json").read_text())
     artifact = make_artifact(
@@ -49,13 +50,13 @@ def served(local_profile: LocalProfile, tmp_path_factory: pytest.TempPathFactory
         fingerprint=manifest["fingerprint"],
         alpha=64.0,
     )
-    records = read_eval_split(local_profile.prepared, "test")[:RECORDS]
+    records = read_split(local_profile.prepared, "test")[:RECORDS]
     captioner = load_captioner(artifact, device="cpu")
     captioning = Captioning(captioner.family, captioner.model, captioner.processor)
     evaluated = generate_captions(captioning, records, batch_size=8, max_new_tokens=MAX_NEW_TOKENS)
     raw = datasets.load_from_disk(str(local_profile.prepared.parent / "ingested" / "data"))
     by_id = {external_id: index for index, external_id in enumerate(raw["external_id"])}
-    rows = [raw[by_id[record.metadata["external_id"]]] for record in records]
+    rows = [raw[by_id[record.external_id]] for record in records]
     return {
         "artifact": artifact,
         "records": records,
@@ -87,7 +88,7 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 @pytest.fixture
 def champion(
     tracking: Tracking,
-    registry_settings: RegistrySettings,
+    registry_settings: RegistryConfig,
     served: dict[str, Any],
     local_profile: LocalProfile,
 ) -> Registry:
@@ -243,6 +244,6 @@ def test_export_writes_merged_weights_that_caption_the_same(
 
     family = get_family("minicpmv4_6")
     model, processor = family.load(output)  # as an inference server would: a plain HF folder
-    turns = [record.turn() for record in served["records"]]
+    turns = [record.turn(with_answer=False) for record in served["records"]]
     merged = family.generate(model.eval(), processor, turns, MAX_NEW_TOKENS)
     assert merged == served["captions"]

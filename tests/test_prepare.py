@@ -31,6 +31,9 @@ from components.prepare import (
     prepare_general,
 )
 from components.prepare.boxing import OUTLINE, stroke_width
+from components.prepare.config import PrepareConfig, SplitFractions
+from components.prepare.conversations import read_split as read_prepared
+from components.prepare.manifest import GeneralManifest, read_manifest
 from tests.support.data_records import png, record, save_dataset
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -52,7 +55,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def prepared(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("prepared") / "out"
-    prepare(ingested, output, max_image_side=MAX_SIDE, seed=1)
+    prepare(ingested, output, PrepareConfig(max_image_side=MAX_SIDE, seed=1))
     return output
 
 
@@ -260,7 +263,8 @@ def test_records_without_screen_id_are_grouped_by_image(tmp_path: Path) -> None:
     rows = [record(i, screen_id="", image=png(colour=(i // 3 * 40, 0, 0))) for i in range(18)]
     source = save_dataset(tmp_path / "source", rows)
     ingest(str(source), tmp_path / "ingested")
-    manifest = prepare(tmp_path / "ingested", tmp_path / "out", split_fractions="0.5,0.25,0.25")
+    halves = PrepareConfig(splits=SplitFractions(train=0.5, validation=0.25, test=0.25))
+    manifest = prepare(tmp_path / "ingested", tmp_path / "out", halves)
     assert sum(manifest.groups.values()) == 6
     split_of_image: dict[int, str] = {}
     for split in SPLIT_NAMES:
@@ -270,12 +274,13 @@ def test_records_without_screen_id_are_grouped_by_image(tmp_path: Path) -> None:
 
 
 def test_two_workers_write_the_same_output_as_one(ingested: Path, tmp_path: Path) -> None:
-    one = prepare(ingested, tmp_path / "one", max_image_side=256, workers=1)
-    two = prepare(ingested, tmp_path / "two", max_image_side=256, workers=2)
+    one = prepare(ingested, tmp_path / "one", PrepareConfig(max_image_side=256, workers=1))
+    two = prepare(ingested, tmp_path / "two", PrepareConfig(max_image_side=256, workers=2))
     assert one.fingerprint == two.fingerprint
     for split in SPLIT_NAMES:
         assert read_split(tmp_path / "one", split) == read_split(tmp_path / "two", split)
-    changed = prepare(ingested, tmp_path / "three", max_image_side=256, html_budget=5)
+    budget = PrepareConfig(max_image_side=256, html_budget_tokens=5)
+    changed = prepare(ingested, tmp_path / "three", budget)
     assert changed.fingerprint != one.fingerprint
 
 
@@ -311,6 +316,41 @@ def test_general_captions_become_conversations(tmp_path: Path) -> None:
                 assert MAGENTA not in {image.getpixel((x, 0)) for x in range(image.width)}
     assert total == 12
     assert min(manifest.counts.val, manifest.counts.test) >= 1
+
+
+def test_both_kinds_of_prepared_folder_read_through_one_manifest_and_split_reader(
+    prepared: Path, tmp_path: Path
+) -> None:
+    ui = read_manifest(prepared)
+    assert isinstance(ui, PrepareManifest) and ui.step == "prepare"
+    assert ui.source == ui.ingest.source and ui.settings.max_image_side == MAX_SIDE
+    write_sample_dataset(tmp_path / "general", "general", records=12, seed=0)
+    prepare_general(str(tmp_path / "general"), tmp_path / "out", max_image_side=160)
+    general = read_manifest(tmp_path / "out")
+    assert isinstance(general, GeneralManifest) and general.step == "prepare-general"
+    assert general.source.dataset.endswith("general") and ui.source.dataset.endswith("sample")
+    # The records as training, evaluation and the benches get them.
+    items = read_split(prepared, "test")
+    records = read_prepared(prepared, "test")
+    assert [r.id for r in records] == [item["id"] for item in items]
+    first, item = records[0], items[0]
+    assert first.image == prepared / item["image"] and first.image_name == item["image"]
+    assert "<image>\n" + first.prompt == item["conversations"][0]["content"]
+    assert first.answer == item["conversations"][1]["content"]
+    assert (first.external_id, first.screen_id, first.element_type) == (
+        item["external_id"],
+        item["screen_id"],
+        item["element_type"],
+    )
+    assert read_prepared(tmp_path / "out", "test")[0].element_type is None
+    with pytest.raises(FileNotFoundError, match=r"no manifest\.json"):
+        read_manifest(tmp_path / "general")
+    broken = json.loads((prepared / "manifest.json").read_text())
+    del broken["fingerprint"]
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match=r"prepare\.fingerprint: Field required"):
+        read_manifest(tmp_path / "broken")
 
 
 def test_general_captions_quarantine_bad_records(tmp_path: Path) -> None:

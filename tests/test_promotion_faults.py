@@ -24,10 +24,10 @@ from components.register.client import (
     RetryPolicy,
     connect,
 )
+from components.register.config import GateConfig, RegistryConfig
 from components.register.lock import LockTimeoutError, promotion_lock
 from components.register.promotion import STALE, gate_and_promote
 from components.register.registration import RUN_STEP, register_candidate
-from pipelines.settings import GateSettings, RegistrySettings
 from tests.support.registry_support import (
     Tracking,
     evaluation_for,
@@ -83,7 +83,7 @@ def registration_runs(registry: Registry, pipeline_run_id: str) -> list[str]:
 @pytest.mark.parametrize("stop_at", ["artifacts-uploaded", "creating-version"])
 def test_server_stopped_before_the_version_exists_then_a_rerun_registers_it_once(
     own_server: list[MlflowServer],
-    registry_settings: RegistrySettings,
+    registry_settings: RegistryConfig,
     artifacts: list[Path],
     registry_data: Path,
     stop_at: str,
@@ -119,7 +119,7 @@ def test_server_stopped_before_the_version_exists_then_a_rerun_registers_it_once
 
 def test_server_stopped_after_the_version_exists_then_a_rerun_sets_the_alias(
     own_server: list[MlflowServer],
-    registry_settings: RegistrySettings,
+    registry_settings: RegistryConfig,
     artifacts: list[Path],
     registry_data: Path,
 ) -> None:
@@ -158,7 +158,7 @@ def test_an_unreachable_server_fails_after_bounded_retries_naming_the_uri(
     uri = f"http://alice:s3cret-pass@127.0.0.1:{port}/"
     started = time.monotonic()
     with pytest.raises(RegistryUnavailableError) as failure:
-        connect(RegistrySettings(), uri, retry=RetryPolicy(attempts=3, first_delay_s=0.2))
+        connect(RegistryConfig(tracking_uri=uri), retry=RetryPolicy(attempts=3, first_delay_s=0.2))
     elapsed = time.monotonic() - started
     message = str(failure.value)
     assert f"http://127.0.0.1:{port}/ is unreachable" in message
@@ -199,7 +199,7 @@ def test_the_cli_reports_an_unreachable_server_without_credentials(
 @pytest.fixture
 def contest(
     tracking: Tracking,
-    registry_settings: RegistrySettings,
+    registry_settings: RegistryConfig,
     artifacts: list[Path],
     registry_data: Path,
     tmp_path: Path,
@@ -208,7 +208,7 @@ def contest(
     registry = connect(registry_settings)
     first = evaluation_for(weights_sha(artifacts[0]), 0.6)
     register_candidate(registry, artifacts[0], first, "race-1", data_dir=registry_data)
-    assert gate_and_promote(registry, "1", first, GateSettings()).outcome == "promoted"
+    assert gate_and_promote(registry, "1", first, GateConfig()).outcome == "promoted"
     champion = (registry.model_name, "1")
     evaluations = {
         "better": evaluation_for(
@@ -226,7 +226,7 @@ def contest(
             registry, artifact, evaluation, run, data_dir=registry_data
         ).version
         decided = gate_and_promote(
-            registry, versions[name], evaluation, GateSettings(), promote=False
+            registry, versions[name], evaluation, GateConfig(), promote=False
         )
         assert decided.outcome == "awaiting promotion"
     paths = {name: write_json(tmp_path / f"{name}.json", e) for name, e in evaluations.items()}
@@ -238,8 +238,8 @@ def test_gates_in_either_order_end_with_the_better_candidate(contest: dict, firs
     registry: Registry = contest["registry"]
     versions, evaluations = contest["versions"], contest["evaluations"]
     second = "better" if first == "worse" else "worse"
-    one = gate_and_promote(registry, versions[first], evaluations[first], GateSettings())
-    two = gate_and_promote(registry, versions[second], evaluations[second], GateSettings())
+    one = gate_and_promote(registry, versions[first], evaluations[first], GateConfig())
+    two = gate_and_promote(registry, versions[second], evaluations[second], GateConfig())
     assert one.outcome == "promoted"
     assert registry.champion() == versions["better"]
     if first == "worse":
@@ -299,7 +299,7 @@ def test_two_gate_processes_racing_end_with_the_better_candidate(contest: dict) 
 
 
 def test_the_promotion_lock_waits_then_gives_up_naming_the_holder(
-    tracking: Tracking, registry_settings: RegistrySettings
+    tracking: Tracking, registry_settings: RegistryConfig
 ) -> None:
     registry = connect(registry_settings)
     with promotion_lock(registry, "gate-of-run-41"):
@@ -316,7 +316,7 @@ def test_the_promotion_lock_waits_then_gives_up_naming_the_holder(
 
 
 def test_a_lock_older_than_its_ttl_is_broken(
-    tracking: Tracking, registry_settings: RegistrySettings
+    tracking: Tracking, registry_settings: RegistryConfig
 ) -> None:
     registry = connect(registry_settings)
     with promotion_lock(registry, "stalled-gate") as stalled:

@@ -15,11 +15,11 @@ import pytest
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model
 
-from components.ingest.component import RUNTIME_IMAGE
+from components.base_image import BASE_IMAGE
 from components.register import tags as T
 from components.register.client import connect
 from components.register.component import champion_op, gate_op, promote_op, register_op
-from pipelines.settings import GateSettings, RegistrySettings
+from components.register.config import GateConfig, RegistryConfig
 from tests.support.registry_support import (
     Tracking,
     evaluation_for,
@@ -33,9 +33,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarn
 
 
 @pytest.mark.parametrize("component", [champion_op, register_op, gate_op, promote_op])
-def test_components_run_on_the_pinned_runtime_image_and_install_nothing(component) -> None:
+def test_components_install_nothing_and_leave_the_image_to_the_pipeline(component) -> None:
     container = component.component_spec.implementation.container
-    assert container.image == RUNTIME_IMAGE
+    assert container.image == BASE_IMAGE
     assert "pip install" not in " ".join(container.command or [])
 
 
@@ -49,7 +49,7 @@ def test_gate_outputs_a_boolean_for_dsl_if() -> None:
 def test_register_gate_promote_pipeline_runs_under_kfp_local(
     kfp_local: Path,
     tracking: Tracking,
-    registry_settings: RegistrySettings,
+    registry_settings: RegistryConfig,
     registry_base: Path,
     registry_data: Path,
     tmp_path: Path,
@@ -62,7 +62,7 @@ def test_register_gate_promote_pipeline_runs_under_kfp_local(
         evaluation_for(weights_sha(artifact), quality, baseline_quality=0.3),
     )
     registry_json = registry_settings.model_dump_json()
-    gate_json = GateSettings().model_dump_json()
+    gate_json = GateConfig().model_dump_json()
 
     @dsl.pipeline(name="register-local")
     def register_local(model_uri: str, evaluation_uri: str, data_uri: str):

@@ -14,16 +14,12 @@ from typing import Any
 
 import pytest
 
+from components.evaluate.result import Evaluation, load_evaluation
 from components.register import tags as T
 from components.register.client import Registry, RegistryError, connect
-from components.register.promotion import (
-    STALE,
-    gate_and_promote,
-    load_evaluation,
-    promote_manually,
-)
+from components.register.config import GateConfig, RegistryConfig
+from components.register.promotion import STALE, gate_and_promote, promote_manually
 from components.register.registration import register_candidate
-from pipelines.settings import GateSettings, RegistrySettings
 from tests.support.registry_support import (
     SOURCE_REVISION,
     Tracking,
@@ -34,7 +30,7 @@ from tests.support.registry_support import (
 
 
 @pytest.fixture
-def registry(tracking: Tracking, registry_settings: RegistrySettings) -> Registry:
+def registry(tracking: Tracking, registry_settings: RegistryConfig) -> Registry:
     return connect(registry_settings)
 
 
@@ -45,8 +41,8 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, registry_base: Path) -> 
 
 
 @pytest.fixture
-def register(registry_data: Path) -> Callable[[Registry, Path, str, dict], str]:
-    def register_one(registry: Registry, artifact: Path, run: str, evaluation: dict) -> str:
+def register(registry_data: Path) -> Callable[[Registry, Path, str, Evaluation], str]:
+    def register_one(registry: Registry, artifact: Path, run: str, evaluation: Evaluation) -> str:
         return register_candidate(
             registry, artifact, evaluation, run, data_dir=registry_data
         ).version
@@ -75,6 +71,9 @@ def test_a_candidate_is_registered_with_its_lineage_scores_and_challenger_alias(
     assert tags[T.PROMPT_TEMPLATE_VERSION] == "ui-caption-v1"
     assert tags[T.WEIGHTS_SHA256] == weights_sha(artifacts[0])
     assert float(tags[T.eval_metric("CIDEr")]) == pytest.approx(0.6, abs=1e-4)
+    assert float(tags[T.eval_metric("BLEU_4")]) == pytest.approx(0.12, abs=1e-4)
+    assert float(tags[T.eval_metric("distinct_share")]) == 1.0
+    assert float(tags[T.guard_delta("caption_diversity")]) == 0.0
     assert float(tags[T.EVAL_DELTA]) == pytest.approx(0.3, abs=1e-4)
     assert tags[T.EVAL_BASELINE] == "base"
     assert T.GATE_DECISION not in tags  # undecided until the gate runs
@@ -136,7 +135,7 @@ def test_a_passing_candidate_is_promoted_and_the_decision_recorded(
 ) -> None:
     evaluation = evaluation_for(weights_sha(artifacts[0]), 0.6)
     version = register(registry, artifacts[0], "run-1", evaluation)
-    result = gate_and_promote(registry, version, evaluation, GateSettings())
+    result = gate_and_promote(registry, version, evaluation, GateConfig())
     result.write(tmp_path / "decision.json")
 
     assert result.outcome == "promoted"
@@ -152,7 +151,7 @@ def test_a_passing_candidate_is_promoted_and_the_decision_recorded(
     assert any("CIDEr gain over the base" in reason for reason in decision["reasons"])
 
     # Running the promote step again (a retried task) changes nothing.
-    again = gate_and_promote(registry, version, evaluation, GateSettings())
+    again = gate_and_promote(registry, version, evaluation, GateConfig())
     assert again.outcome == "already champion"
     assert registry.aliases() == {"champion": "1"}
 
@@ -162,7 +161,7 @@ def test_a_rejected_candidate_stays_registered_with_its_reasons(
 ) -> None:
     first = evaluation_for(weights_sha(artifacts[0]), 0.6)
     champion = register(registry, artifacts[0], "run-1", first)
-    gate_and_promote(registry, champion, first, GateSettings())
+    gate_and_promote(registry, champion, first, GateConfig())
 
     forgetful = evaluation_for(
         weights_sha(artifacts[1]),
@@ -172,7 +171,7 @@ def test_a_rejected_candidate_stays_registered_with_its_reasons(
         general_drop=0.2,
     )
     version = register(registry, artifacts[1], "run-2", forgetful)
-    result = gate_and_promote(registry, version, forgetful, GateSettings())
+    result = gate_and_promote(registry, version, forgetful, GateConfig())
     assert result.outcome == "rejected"
     assert registry.aliases() == {"champion": "1", "challenger": "2"}
     tags = registry.version("2").tags
@@ -186,7 +185,7 @@ def test_a_champion_moved_by_hand_makes_the_evaluation_stale(
 ) -> None:
     first = evaluation_for(weights_sha(artifacts[0]), 0.6)
     v1 = register(registry, artifacts[0], "run-1", first)
-    gate_and_promote(registry, v1, first, GateSettings())
+    gate_and_promote(registry, v1, first, GateConfig())
     v2 = register(registry, artifacts[1], "run-2", evaluation_for(weights_sha(artifacts[1]), 0.5))
     candidate = evaluation_for(
         weights_sha(artifacts[2]), 0.9, champion=(registry.model_name, v1), baseline_quality=0.6
@@ -194,7 +193,7 @@ def test_a_champion_moved_by_hand_makes_the_evaluation_stale(
     v3 = register(registry, artifacts[2], "run-3", candidate)
     promote_manually(registry, v2, "hotfix for a customer")  # champion moves under the gate
 
-    result = gate_and_promote(registry, v3, candidate, GateSettings())
+    result = gate_and_promote(registry, v3, candidate, GateConfig())
     assert result.outcome == STALE
     assert registry.champion() == v2
     assert result.reasons[0].startswith(
@@ -211,7 +210,7 @@ def test_gating_an_evaluation_of_another_version_is_refused(
     version = register(registry, artifacts[0], "run-1", evaluation)
     other = evaluation_for(weights_sha(artifacts[1]), 0.9)
     with pytest.raises(RegistryError, match=f"version {version} holds"):
-        gate_and_promote(registry, version, other, GateSettings())
+        gate_and_promote(registry, version, other, GateConfig())
     assert registry.champion() is None
 
 
@@ -222,7 +221,8 @@ def test_the_evaluation_is_stored_with_the_version(
 
     evaluation = evaluation_for(weights_sha(artifacts[0]), 0.6)
     version = register(registry, artifacts[0], "run-1", evaluation)
-    assert version_evaluation(registry, version) == json.loads(json.dumps(evaluation))
+    assert version_evaluation(registry, version) == evaluation
     (tmp_path / "eval").mkdir()
-    (tmp_path / "eval" / "evaluation.json").write_text(json.dumps(evaluation))
+    (tmp_path / "eval" / "evaluation.json").write_text(json.dumps(evaluation.to_dict()))
     assert load_evaluation(tmp_path / "eval") == load_evaluation(tmp_path / "eval/evaluation.json")
+    assert load_evaluation(tmp_path / "eval") == evaluation

@@ -19,8 +19,9 @@ from markupsafe import escape
 from PIL import Image
 
 from components.demo.tiny_model import build_tiny_model
-from components.evaluate.evaluation import REPORT_FILE, evaluate
+from components.evaluate.config import EvaluateConfig
 from components.evaluate.report import ROLE_COLOURS
+from components.evaluate.run import REPORT_FILE, evaluate
 from tests.support.train_data import corpus, tiny_base, write_general, write_prepared
 from tests.test_evaluate import (
     HOSTILE_ONERROR,
@@ -115,8 +116,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         base=str(base),
         general_dir=general,
         output_dir=output,
-        batch_size=8,
-        max_new_tokens=8,
+        config=EvaluateConfig(batch_size=8, max_new_tokens=8),
     )
     return output / REPORT_FILE
 

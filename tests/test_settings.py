@@ -9,8 +9,20 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from components.captioner.families import family_names
+from components.evaluate.config import EvaluateConfig
+from components.prepare.config import PrepareConfig
+from components.register.config import GateConfig, RegistryConfig
+from components.train.config import parse_config
 from pipelines.cli import app
-from pipelines.settings import PROFILES, Settings, SettingsError, load_settings, secret_reason
+from pipelines.settings import (
+    PROFILES,
+    PROFILES_DIR,
+    Settings,
+    SettingsError,
+    load_settings,
+    secret_reason,
+)
 
 
 def test_local_profile_is_tiny_offline_and_resolves_workdir() -> None:
@@ -72,7 +84,8 @@ def test_overrides_apply_typed_and_workdir_follows() -> None:
     assert settings.pipeline_root == "/srv/uicap/pipeline-root"
     assert settings.registry.tracking_uri == "sqlite:////srv/uicap/mlflow.db"
     # The profile file itself is untouched: a fresh load has the file's values.
-    assert load_settings("local").train.lora.rank == 8
+    in_file = yaml.safe_load((PROFILES_DIR / "local.yaml").read_text())["train"]["lora"]["rank"]
+    assert in_file != 32 and load_settings("local").train.lora.rank == in_file
 
 
 def test_invalid_value_names_the_dotted_field_and_why() -> None:
@@ -110,15 +123,52 @@ def test_malformed_overrides_are_errors() -> None:
 def test_cross_field_rules() -> None:
     with pytest.raises(SettingsError, match="gke profile needs a gs:// pipeline_root"):
         load_settings("gke", ["pipeline_root=/data/root"])
-    with pytest.raises(SettingsError, match=r"model: .*revision must be a full 40-character"):
-        load_settings("gke", ["model.family=minicpmv2_6", "model.trust_remote_code=true"])
     sha = "0123456789abcdef0123456789abcdef01234567"
-    pinned = load_settings(
-        "gke", ["model.family=minicpmv2_6", "model.trust_remote_code=true", f"model.revision={sha}"]
-    )
-    assert pinned.model.revision == sha
+    assert load_settings("gke", [f"model.revision={sha}"]).model.revision == sha
     with pytest.raises(SettingsError, match=r"kubernetes: .*trainer_image must be pinned"):
         load_settings("gke", ["kubernetes.trainer_image=example.com/uicap/trainer:latest"])
+
+
+def test_every_family_the_settings_accept_is_implemented() -> None:
+    for name in family_names():
+        settings = load_settings("local", [f"model.family={name}"])
+        assert settings.model.family == settings.train.config().family == name
+    with pytest.raises(SettingsError, match=r"model: family 'minicpmv2_6' is not implemented"):
+        load_settings("gke", ["model.family=minicpmv2_6"])
+
+
+@pytest.mark.parametrize(
+    "unread",
+    [
+        "model.trust_remote_code=true",
+        "evaluate.general_holdout_revision=main",
+        "evaluate.general_holdout_split=train",
+        "kubernetes.namespace=kubeflow",
+    ],
+)
+def test_settings_that_nothing_read_are_gone(unread: str) -> None:
+    with pytest.raises(SettingsError, match=rf"{re.escape(unread.partition('=')[0])}: not a known"):
+        load_settings("gke", [unread])
+
+
+def test_the_step_groups_are_the_steps_own_configs() -> None:
+    settings = load_settings("gke")
+    assert type(settings.prepare) is PrepareConfig
+    assert type(settings.gate) is GateConfig and type(settings.registry) is RegistryConfig
+    assert type(settings.evaluate.config()) is EvaluateConfig
+    assert settings.evaluate.config().max_new_tokens == settings.evaluate.max_new_tokens
+    # Each travels to its component as one JSON parameter and comes back the same.
+    assert PrepareConfig.from_parameter(settings.prepare.to_parameter()) == settings.prepare
+    assert GateConfig.from_parameter(settings.gate.to_parameter()) == settings.gate
+    assert RegistryConfig.from_parameter(settings.registry.to_parameter()) == settings.registry
+    assert parse_config(settings.train.config().to_parameter()) == settings.train.config()
+
+
+def test_settings_and_the_train_config_share_one_override_parser() -> None:
+    with pytest.raises(SettingsError, match=r"train\.lora\.rank is a value, not a group"):
+        load_settings("local", ["train.lora.rank.x=1"])
+    with pytest.raises(ValueError, match=r"lora\.rank is a value, not a group"):
+        parse_config("", ["lora.rank=4", "lora.rank.x=1"])
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,31 @@ def test_minicpmv4_6_is_the_production_class(tiny_models: dict[str, Path]) -> No
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_default_lora_targets_are_every_text_linear_and_nothing_else(
+    tiny_models: dict[str, Path], family: str
+) -> None:
+    import re
+
+    vlm = get_family(family)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_models[family], local_files_only=True)
+    linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    targeted = {n for n in linears if re.fullmatch(vlm.lora_target_regex, n)}
+    text_layer = re.compile(r"\.(language_model|text_model)\.layers\.")
+    in_text_layers = {n for n in linears if text_layer.search(n)}
+    assert targeted == in_text_layers and targeted
+    towers = (*vlm.vision_modules, *vlm.merger_modules)
+    tower_linears = [n for n in linears if n.startswith(towers)]
+    assert tower_linears and not targeted & set(tower_linears)
+    # With tune_vision/tune_merger=lora every tower linear gets an adapter.
+    tuned = [
+        n
+        for n in tower_linears
+        if re.fullmatch(vlm.vision_lora_regex, n) or re.fullmatch(vlm.merger_lora_regex, n)
+    ]
+    assert tuned == tower_linears
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_forward_backward_generate(tiny_models: dict[str, Path], family: str) -> None:
     vlm = get_family(family)
     model, processor = vlm.load(tiny_models[family])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,18 +17,17 @@ from typer.testing import CliRunner
 
 from components.captioner.artifact import load_captioner, read_metadata
 from components.captioner.families import get_family
+from components.prepare.conversations import PreparedRecord, read_split
 from components.train.checkpoints import MARKER, CheckpointStore, torn_reason
 from components.train.config import TrainConfig, load_config
 from components.train.data import (
     EncodingCache,
     LengthGroupedBatchSampler,
-    PreparedRecord,
     TurnDataset,
     eval_batches,
-    read_split,
 )
-from components.train.recipe import TEST_SIGTERM_ENV
 from pipelines.cli import app
+from tests.support.preempt import PREEMPTED_EXIT, sigterm_during_step, uicap_command
 
 # Small and fast on two CPU cores; every run of this file shares these settings.
 SMALL = [
@@ -132,7 +130,8 @@ def test_encoding_cache_serves_identical_encodings_within_its_budget(
     records = read_split(ui_data, "train")[:6]
     family, processor = get_family("minicpmv4_6"), AutoProcessor.from_pretrained(base)
     fresh = TurnDataset(records, family, processor, 1024)
-    cache = EncodingCache(budget_bytes=10 * 2**20)
+    # ~2.4 MiB a record: the real processor upscales each image to a 448 px slice.
+    cache = EncodingCache(budget_bytes=32 * 2**20)
     cached = TurnDataset(records, family, processor, 1024, cache)
     first = [cached[i] for i in range(len(records))]
     assert len(cache.items) == len(records) and cache.used > 0
@@ -341,10 +340,14 @@ def test_sigterm_then_rerun_resumes_exactly(
     run_in_process([*train_args(ui_data, base, straight, *RESUME), "--no-tracking"])
 
     command = [*train_args(ui_data, base, interrupted, *RESUME), "--no-tracking"]
-    # Step 6 is due an evaluation: the preempted run saves first and owes it to the rerun.
-    first = run_subprocess(command, env={TEST_SIGTERM_ENV: "6"})
-    assert first.returncode == 128 + signal.SIGTERM, first.stderr[-3000:]
-    assert "SIGTERM received: saved checkpoint" in first.stdout
+    # A real SIGTERM from outside while step 6 runs. Step 6 is due an evaluation: the
+    # preempted run saves first and owes it to the rerun.
+    first = sigterm_during_step(
+        uicap_command(command), 6, reset=lambda: shutil.rmtree(interrupted, ignore_errors=True)
+    )
+    assert first.returncode == PREEMPTED_EXIT, first.output[-3000:]
+    assert first.stopped_at == 6, (first.attempts, first.output[-3000:])
+    assert "step 5/8 loss" in first.output and "step 7/8" not in first.output
     assert not (interrupted / "adapter").exists()
     state = json.loads((interrupted / "checkpoints" / "step-6" / "trainer_state.json").read_text())
     assert state["step"] == 6 and (state["epoch"], state["batch_in_epoch"]) == (0, 12)
@@ -352,13 +355,14 @@ def test_sigterm_then_rerun_resumes_exactly(
     torn_copy = tmp_path / "torn"
     shutil.copytree(interrupted, torn_copy)
 
-    second = run_subprocess(command, env={TEST_SIGTERM_ENV: "6"})
+    second = run_subprocess(command)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from" in second.stderr and "step-6 (step 6 of 8)" in second.stderr
+    assert "step 6/8" not in second.stderr and "step 7/8 loss" in second.stderr
     a, b = adapter_weights(straight), adapter_weights(interrupted)
     assert a.keys() == b.keys()
     diff = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert diff <= 1e-6
+    assert diff == 0.0
     assert (
         read_metadata(straight).metrics.loss_curve == read_metadata(interrupted).metrics.loss_curve
     )
@@ -371,7 +375,7 @@ def test_sigterm_then_rerun_resumes_exactly(
     assert "skipping torn checkpoint" in caplog.text and "step-6" in caplog.text
     assert "step-4 (step 4 of 8)" in caplog.text
     c = adapter_weights(torn_copy)
-    assert max((a[k] - c[k]).abs().max().item() for k in a) <= 1e-6
+    assert max((a[k] - c[k]).abs().max().item() for k in a) == 0.0
     assert read_metadata(torn_copy).metrics.final_step == 8
 
 
@@ -412,6 +416,7 @@ def test_full_training_writes_a_model_that_serves_as_a_base(
     ui_data: Path, base: Path, tmp_path: Path
 ) -> None:
     overrides = ["schedule.max_steps=4", "schedule.eval_steps=4", "optim.lr=1e-3"]
+    overrides += ["tune_vision=full"]  # the vision tower is frozen unless a setting says so
     run_in_process([*train_args(ui_data, base, tmp_path, *overrides), "--full", "--no-tracking"])
     metadata = read_metadata(tmp_path)
     assert metadata.kind == "full" and metadata.weights == "model"
@@ -434,7 +439,6 @@ def test_gs_checkpoints_let_a_fresh_pod_resume(
     base: Path,
     tmp_path: Path,
     gcs_emulator: Any,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from components import storage
@@ -446,15 +450,19 @@ def test_gs_checkpoints_let_a_fresh_pod_resume(
         extra = ["--no-tracking", "--checkpoint-dir", mirror]
         return [*train_args(ui_data, base, output, *overrides), *extra]
 
-    monkeypatch.setenv(TEST_SIGTERM_ENV, "2")
-    stopped = CliRunner().invoke(app, args(tmp_path / "pod-1"))
-    assert stopped.exit_code == 128 + signal.SIGTERM, stopped.output
+    def discard_attempt() -> None:
+        shutil.rmtree(tmp_path / "pod-1", ignore_errors=True)
+        storage.delete_tree(mirror)
+
+    # The pod is preempted (a real SIGTERM from outside) while step 2 runs.
+    stopped = sigterm_during_step(uicap_command(args(tmp_path / "pod-1")), 2, reset=discard_attempt)
+    assert stopped.returncode == PREEMPTED_EXIT, stopped.output[-3000:]
+    assert stopped.stopped_at == 2, (stopped.attempts, stopped.output[-3000:])
     uploaded = storage.list_files(f"{mirror}/step-2")
     assert f"{mirror}/step-2/{MARKER}" in uploaded
     assert f"{mirror}/step-2/trainer_state.json" in uploaded
 
     # A new pod: empty local disk, same checkpoint URI.
-    monkeypatch.delenv(TEST_SIGTERM_ENV)
     with caplog.at_level("INFO", logger="uicap.train"):
         run_in_process(args(tmp_path / "pod-2"))
     assert "(step 2 of 3)" in caplog.text

@@ -1,4 +1,4 @@
-"""The training component: H100 placement on the compiled spec, and a real run through kfp.local."""
+"""The training step: H100 placement on the compiled spec, and a real run through kfp.local."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import yaml
 from kfp import compiler, dsl
 
 from components.captioner.artifact import read_metadata
-from components.train.component import apply_h100_placement, train_op
+from components.register.config import RegistryConfig
+from components.train.component import train_op
+from pipelines.placement import apply_h100_placement
 from pipelines.settings import load_settings
 from tests.support.train_data import tiny_base, write_prepared
 
@@ -24,7 +26,7 @@ def compile_one_task(settings: Any, tmp_path: Path) -> tuple[dict, dict]:
     @dsl.pipeline(name="train-only")
     def train_only():
         data = dsl.importer(artifact_uri="gs://bucket/prepared", artifact_class=dsl.Dataset)
-        task = train_op(data=data.output, base_model="openbmb/MiniCPM-V-4.6", config_yaml="{}")
+        task = train_op(data=data.output, base_model="openbmb/MiniCPM-V-4.6", config="{}")
         apply_h100_placement(task, settings)
 
     package = tmp_path / "pipeline.yaml"
@@ -90,7 +92,7 @@ def test_placement_refuses_settings_it_cannot_honour() -> None:
     @dsl.pipeline(name="too-many")
     def too_many():  # the body runs when the pipeline is defined
         data = dsl.importer(artifact_uri="gs://bucket/prepared", artifact_class=dsl.Dataset)
-        task = train_op(data=data.output, base_model="m", config_yaml="{}")
+        task = train_op(data=data.output, base_model="m", config="{}")
         with pytest.raises(ValueError, match="accelerator_count=1") as error:
             apply_h100_placement(task, settings)
         refused.append(str(error.value))
@@ -107,14 +109,18 @@ def test_component_trains_through_kfp_local(kfp_local: Path, tmp_path: Path) -> 
         "schedule": {"max_steps": 2, "eval_steps": 2, "save_steps": 2},
     }
 
+    # The registry config is the one channel of the tracking URI: the training run goes there.
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = RegistryConfig(tracking_uri=tracking).to_parameter()
+
     @dsl.pipeline(name="train-local")
     def train_local():
         prepared = dsl.importer(artifact_uri=str(data), artifact_class=dsl.Dataset)
         train_op(
             data=prepared.output,
             base_model=str(base),
-            config_yaml=json.dumps(config),
-            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            config=json.dumps(config),
+            registry=registry,
             pipeline_run_id="local-run",
         )
 
@@ -127,3 +133,7 @@ def test_component_trains_through_kfp_local(kfp_local: Path, tmp_path: Path) -> 
     metadata = read_metadata(artifact)
     assert metadata.pipeline_run_id == "local-run"
     assert metadata.train_config["schedule"]["max_steps"] == 2
+    from mlflow import MlflowClient
+
+    run = MlflowClient(tracking_uri=tracking).get_run(metadata.mlflow_run_id)
+    assert run.info.status == "FINISHED"

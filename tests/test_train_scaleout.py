@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +13,11 @@ import pytest
 from safetensors.torch import load_file
 
 from components.captioner.artifact import load_captioner, read_metadata
-from components.train.data import read_split
+from components.prepare.conversations import read_split
+from components.train.config import TrainConfig
 from components.train.deepspeed import deepspeed_config
-from components.train.launch import strip_option, torchrun_command
-from components.train.recipe import TEST_SIGTERM_ENV
+from components.train.run import TrainJob, launch_command, torchrun_command
+from tests.support.preempt import PREEMPTED_EXIT, sigterm_during_step, uicap_command
 
 SMALL = [
     "batch.batch_size=4",
@@ -32,16 +33,20 @@ SMALL = [
 DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-def uicap_train(
-    data: Path, base: Path, output: Path, *extra: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
+def train_command(data: Path, base: Path, output: Path, *extra: str) -> list[str]:
     args = ["train", "--data", str(data), "--base-model", str(base), "--output", str(output)]
     args += ["--no-progress", *extra]
     for override in SMALL:
         args += ["--set", override]
+    return uicap_command(args)
+
+
+def uicap_train(
+    data: Path, base: Path, output: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
+        train_command(data, base, output, *extra),
         env={**clean, **(env or {})},
         capture_output=True,
         text=True,
@@ -67,28 +72,31 @@ def test_shipped_deepspeed_configs_are_filled_from_the_training_config() -> None
         )
 
 
-def test_torchrun_command_relaunches_the_same_cli_without_the_option() -> None:
-    args = ["train", "--data", "d", "--nproc-per-node", "4", "--set", "a=1", "--nproc-per-node=4"]
-    assert strip_option(args) == ["train", "--data", "d", "--set", "a=1"]
-    command = torchrun_command(4, args)
+def test_torchrun_launches_the_train_packages_entry_point_on_the_job(tmp_path: Path) -> None:
+    job = TrainJob(config=TrainConfig(), data="d", base_model="m", output=str(tmp_path))
+    path = job.write()
+    assert TrainJob.read(path) == job
+    command = torchrun_command(4, path)
     assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nproc-per-node=4" in command and "--standalone" in command
-    assert command[-7:] == ["-m", "pipelines.cli", "train", "--data", "d", "--set", "a=1"]
+    # The training processes run the train package, not the CLI above it.
+    assert command[-3:] == ["-m", "components.train", str(path)]
+    assert launch_command(1, path) == [sys.executable, "-m", "components.train", str(path)]
+    assert not any("pipelines" in part for part in command)
 
 
 def test_deepspeed_zero2_trains_checkpoints_and_resumes(
     ui_data: Path, base: Path, tmp_path: Path
 ) -> None:
-    first = uicap_train(
-        ui_data,
-        base,
-        tmp_path,
-        "--deepspeed",
-        "zero2",
-        "--no-tracking",
-        env={TEST_SIGTERM_ENV: "2"},
+    # A real SIGTERM from outside while step 2 runs.
+    first = sigterm_during_step(
+        train_command(ui_data, base, tmp_path, "--deepspeed", "zero2", "--no-tracking"),
+        2,
+        reset=lambda: shutil.rmtree(tmp_path, ignore_errors=True),
+        unset=DIST_VARS,
     )
-    assert first.returncode == 128 + signal.SIGTERM, first.stderr[-3000:]
+    assert first.returncode == PREEMPTED_EXIT, first.output[-3000:]
+    assert first.stopped_at == 2, (first.attempts, first.output[-3000:])
     checkpoint = tmp_path / "checkpoints" / "step-2"
     # DeepSpeed's own layout: the engine wrote partitioned optimizer states.
     assert (checkpoint / "pytorch_model" / "zero_pp_rank_0_mp_rank_00_optim_states.pt").is_file()

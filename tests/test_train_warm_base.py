@@ -1,9 +1,9 @@
 """On the local profile's warmed base, its own training config learns the UI task fast.
 
-This is the train step of `uicap run`, minus kfp: the profile's config (LoRA, the output
-layer trained in full, general replay) on the prepared UI sample. The budget is the
-config itself, a few epochs that take well under two minutes on a 2-core CPU; the time
-is reported, not asserted.
+This is the train step of `uicap run`, minus kfp: the profile's config (LoRA on every
+linear of every text layer, the gke target rule; vision and merger frozen; general replay)
+on the prepared UI sample. The budget is the config itself, two epochs; the time is
+reported, not asserted.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ def test_lora_on_the_warmed_base_halves_validation_loss(
 ) -> None:
     config = from_settings(local_profile.settings)
     assert not config.full and config.replay_fraction > 0
+    # The same target rule as gke: the family's default, nothing trained in full.
+    assert config.lora.target_regex is None and config.lora.modules_to_save == []
+    assert config.tune_vision == config.tune_merger == "frozen"
     inputs = RunInputs(
         data=local_profile.prepared,
         base_model=str(local_profile.assets.base_model),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 WARM_MARKER = "uicap_base.json"
 
@@ -28,7 +29,7 @@ class LocalAssets:
 
 
 def warmup_config(family: str) -> object:
-    """Full-parameter training on the general set: enough to caption simple scenes."""
+    """Full training on the general set: enough to caption simple scenes."""
     from components.train.config import (
         BatchConfig,
         OptimConfig,
@@ -39,6 +40,11 @@ def warmup_config(family: str) -> object:
     return TrainConfig(
         family=family,
         full=True,
+        # The text model and the merger learn; the random vision tower stays frozen, as in
+        # every run by default: its features already tell scenes apart, and its backward
+        # pass (the window-attention merger runs one attention per 2x2 patch window)
+        # would cost most of the warm-up on a CPU.
+        tune_merger="full",
         optim=OptimConfig(lr=3e-3, warmup_ratio=0.05, weight_decay=0.0),
         batch=BatchConfig(batch_size=16, grad_accum=1, num_workers=0),
         schedule=ScheduleConfig(
@@ -51,7 +57,8 @@ def _ensure_dataset(path: Path, kind: str, console: Console) -> Path:
     from components.demo.samples import write_sample_dataset
 
     if not (path / "README.md").exists():
-        console.print(f"[cyan]making[/] the {kind} sample dataset in {path}")
+        where = escape(str(path))
+        console.print(f"[cyan]making[/] the {kind} sample dataset in {where}", soft_wrap=True)
         write_sample_dataset(path, kind=kind)  # type: ignore[arg-type]
     return path
 
@@ -60,7 +67,9 @@ def _ensure_general_holdout(dataset: Path, output: Path, max_side: int, console:
     from components.prepare import prepare_general
 
     if not (output / "manifest.json").exists():
-        console.print(f"[cyan]preparing[/] the general holdout in {output}")
+        console.print(
+            f"[cyan]preparing[/] the general holdout in {escape(str(output))}", soft_wrap=True
+        )
         shutil.rmtree(output, ignore_errors=True)
         prepare_general(str(dataset), output, max_image_side=max_side)
     return output
@@ -77,7 +86,9 @@ def _ensure_warm_base(
 
     if (base / WARM_MARKER).exists():
         return base
-    console.print(f"[cyan]building[/] a tiny {family} and warming it on the general set")
+    console.print(
+        f"[cyan]building[/] a tiny {family} and warming it on the general set", soft_wrap=True
+    )
     scratch = workdir / "base-build"
     shutil.rmtree(scratch, ignore_errors=True)
     initial = build_tiny_model(
@@ -112,9 +123,15 @@ def _ensure_warm_base(
     return base
 
 
-def ensure_local_assets(workdir: Path, family: str, max_image_side: int) -> LocalAssets:
-    """Make (or reuse) the sample data, the general holdout and the warmed base."""
-    console = Console(stderr=True)
+def ensure_local_assets(
+    workdir: Path, family: str, max_image_side: int, console: Console | None = None
+) -> LocalAssets:
+    """Make (or reuse) the sample data, the general holdout and the warmed base.
+
+    Each piece it makes gets one line on `console` (default: stderr); `uicap run` passes
+    its own, and keeps the noise of making them in the run's logs.
+    """
+    console = console or Console(stderr=True)
     workdir.mkdir(parents=True, exist_ok=True)
     ui = _ensure_dataset(workdir / "data" / "ui", "ui", console)
     general = _ensure_dataset(workdir / "data" / "general", "general", console)

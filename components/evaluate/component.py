@@ -9,13 +9,10 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from components.ingest.component import RUNTIME_IMAGE
-
-# The runtime image has the package installed; kfp.local ignores it and runs in this venv.
-EVALUATE_IMAGE = RUNTIME_IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=EVALUATE_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def evaluate_op(
     data: Input[Dataset],
     candidate: Input[Model],
@@ -25,12 +22,8 @@ def evaluate_op(
     general: Optional[Input[Dataset]] = None,  # noqa: UP045 (KFP reads Optional[...])
     champion: str = "",
     base_model: str = "",
-    family: str = "",
-    tracking_uri: str = "",
-    batch_size: int = 16,
-    max_new_tokens: int = 32,
-    resamples: int = 1000,
-    seed: int = 0,
+    config: str = "",
+    registry: str = "",
 ):
     """Score the candidate against the champion (or the base) on the test split.
 
@@ -43,24 +36,20 @@ def evaluate_op(
         general: A prepared general-captions directory: the forgetting holdout.
         champion: The champion as models:/<name>@<alias>, a folder or a Hub id; empty when
             there is none yet (the base is then the bar to beat).
-        base_model: The untuned base; empty: the one the candidate names.
-        family: Model family of plain models whose folder does not say it.
-        tracking_uri: MLflow tracking URI for models:/ references (empty: the environment).
-        batch_size: Records per generation batch.
-        max_new_tokens: Upper bound on each caption's length in tokens.
-        resamples: Paired bootstrap resamples (at least 1000).
-        seed: Seed of the bootstrap and of the report's random sample.
+        base_model: The untuned base; empty: the one the candidate names (a plain base
+            is of the candidate's family).
+        config: EvaluateConfig as JSON: batch size, caption length, bootstrap resamples,
+            seed ("" = its defaults).
+        registry: RegistryConfig as JSON: the tracking URI that models:/ references resolve
+            through (none named: $MLFLOW_TRACKING_URI).
     """
     import shutil
     import tempfile
     from pathlib import Path
 
-    from components.evaluate.evaluation import (
-        EVALUATION_FILE,
-        REPORT_FILE,
-        evaluate,
-        summary_metrics,
-    )
+    from components.evaluate.config import EvaluateConfig
+    from components.evaluate.run import EVALUATION_FILE, REPORT_FILE, evaluate
+    from components.register.config import RegistryConfig
 
     with tempfile.TemporaryDirectory(prefix="uicap-evaluate-") as scratch:
         result = evaluate(
@@ -70,17 +59,13 @@ def evaluate_op(
             base=base_model or None,
             general_dir=Path(general.path) if general is not None else None,
             output_dir=Path(scratch),
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            resamples=resamples,
-            seed=seed,
-            family=family or None,
-            tracking_uri=tracking_uri or None,
+            config=EvaluateConfig.from_parameter(config),
+            tracking_uri=RegistryConfig.from_parameter(registry).tracking_uri,
         )
         shutil.copyfile(Path(scratch) / EVALUATION_FILE, evaluation.path)
         shutil.copyfile(Path(scratch) / REPORT_FILE, report.path)
-    for name, value in summary_metrics(result).items():
+    for name, value in result.summary_metrics().items():
         metrics.log_metric(name, value)
-    evaluation.metadata["baseline_role"] = result["baseline_role"]
-    evaluation.metadata["schema_version"] = result["schema_version"]
-    evaluation.metadata["primary_delta"] = result["comparison"][result["primary_metric"]]["delta"]
+    evaluation.metadata["baseline_role"] = result.baseline_role
+    evaluation.metadata["schema_version"] = result.schema_version
+    evaluation.metadata["primary_delta"] = result.comparison[result.primary_metric].delta

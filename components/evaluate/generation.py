@@ -1,4 +1,6 @@
-"""Captions for a prepared split, through the one generation path every model shares.
+"""Captions for prepared records, through the one generation path every model shares.
+
+The records come from the prepare package's one reader (`read_split`).
 
 All models (candidate, champion, base) caption through `VLMFamily.generate`: batched
 greedy decoding with left padding, the KV cache, a bounded `max_new_tokens` and a stop
@@ -10,40 +12,13 @@ one-at-a-time generation), which is what `bench/eval_throughput.py` measures.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from components.captioner.families import Turn, VLMFamily
-from components.train.data import parse_record
-
-# Keys of a prepared record that say what it is about, kept next to its scores.
-RECORD_METADATA_KEYS = ("element_type", "external_id", "screen_id")
-
-
-@dataclass(frozen=True)
-class EvalRecord:
-    """One record to caption: its image, the prompt, the reference and what it is about."""
-
-    id: str
-    image: Path
-    image_name: str  # as the split file writes it, relative to the prepared folder
-    prompt: str
-    reference: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def element_type(self) -> str | None:
-        return self.metadata.get("element_type")
-
-    def turn(self) -> Turn:
-        from PIL import Image
-
-        with Image.open(self.image) as image:
-            return Turn(self.id, image.convert("RGB"), self.prompt)
+from components.captioner.families import VLMFamily
+from components.prepare.conversations import PreparedRecord
 
 
 @dataclass
@@ -70,49 +45,7 @@ class GenerationRun:
         return len(self.captions) / self.seconds if self.seconds > 0 else float("inf")
 
 
-def read_eval_split(folder: Path, split: str = "test") -> list[EvalRecord]:
-    """Every record of `<folder>/<split>.json`, validated; errors name the record and field."""
-    folder = Path(folder)
-    path = folder / f"{split}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder} has no {split}.json: is it a prepared directory?")
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(raw, list):
-        raise ValueError(f"{path}: expected a JSON list of records")
-    records: list[EvalRecord] = []
-    seen: set[str] = set()
-    for index, item in enumerate(raw):
-        where = f"{path.name}[{index}]"
-        if not isinstance(item, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(item).__name__}")
-        parsed = parse_record(item, folder, where)
-        if parsed.id in seen:
-            raise ValueError(f"{path.name}: id {parsed.id!r} appears twice")
-        seen.add(parsed.id)
-        metadata = {}
-        for key in RECORD_METADATA_KEYS:
-            value = item.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise ValueError(f"{where} (id {parsed.id}): field {key!r} must be a string")
-            metadata[key] = value
-        records.append(
-            EvalRecord(
-                id=parsed.id,
-                image=parsed.image,
-                image_name=str(item["image"]),
-                prompt=parsed.prompt,
-                reference=parsed.answer,
-                metadata=metadata,
-            )
-        )
-    if not records:
-        raise ValueError(f"{path}: no records to evaluate")
-    return records
-
-
-def batch_order(records: Sequence[EvalRecord], batch_size: int) -> list[list[int]]:
+def batch_order(records: Sequence[PreparedRecord], batch_size: int) -> list[list[int]]:
     """Indexes of the records in batches, longest prompt first (ties keep split order)."""
     order = sorted(range(len(records)), key=lambda i: -len(records[i].prompt))
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
@@ -120,7 +53,7 @@ def batch_order(records: Sequence[EvalRecord], batch_size: int) -> list[list[int
 
 def generate_captions(
     captioning: Captioning,
-    records: Sequence[EvalRecord],
+    records: Sequence[PreparedRecord],
     batch_size: int = 16,
     max_new_tokens: int = 32,
     one_at_a_time: bool = False,
@@ -141,7 +74,7 @@ def generate_captions(
     captions: list[str | None] = [None] * len(records)
     started = time.perf_counter()
     for batch in batches:
-        turns = [records[index].turn() for index in batch]
+        turns = [records[index].turn(with_answer=False) for index in batch]
         texts = captioning.family.generate(
             captioning.model, captioning.processor, turns, max_new_tokens
         )

@@ -19,7 +19,7 @@ weights, the registry version, and the artifact's own metadata.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +29,7 @@ from components.captioner.weights import directory_sha256
 
 if TYPE_CHECKING:
     from components.evaluate.generation import Captioning
+    from components.evaluate.result import Identity
 
 REGISTRY_SCHEME = "models:/"
 TINY_MODEL_FILE = "uicap_tiny.json"  # written by components.demo.tiny_model
@@ -63,7 +64,7 @@ class ResolvedModel:
     metadata: ModelMetadata | None = None
     registry: RegistryVersion | None = None
     weights_sha256: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    tiny_model: dict[str, Any] | None = None  # a tiny local model's build record
 
     @property
     def base_model(self) -> str:
@@ -73,24 +74,27 @@ class ResolvedModel:
     def base_revision(self) -> str | None:
         return self.metadata.base_revision if self.metadata else self.revision
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> Identity:
+        """What evaluation.json records about this model (`Identity`)."""
+        from components.evaluate.result import Identity, RegistryRef
+
         # A registry download lives in a temporary folder; the pinned version names it.
         location = self.location
         if self.registry is not None:
             location = f"{REGISTRY_SCHEME}{self.registry.name}/{self.registry.version}"
-        return {
-            "reference": self.reference,
-            "kind": self.kind,
-            "location": location,
-            "revision": self.revision,
-            "family": self.family,
-            "base_model": self.base_model,
-            "base_revision": self.base_revision,
-            "weights_sha256": self.weights_sha256,
-            "registry": None if self.registry is None else self.registry.__dict__.copy(),
-            "metadata": None if self.metadata is None else self.metadata.model_dump(mode="json"),
-            **self.extra,
-        }
+        return Identity(
+            reference=self.reference,
+            kind=self.kind,
+            location=location,
+            revision=self.revision,
+            family=self.family,
+            base_model=self.base_model,
+            base_revision=self.base_revision,
+            weights_sha256=self.weights_sha256,
+            registry=None if self.registry is None else RegistryRef(**self.registry.__dict__),
+            metadata=self.metadata,
+            tiny_model=self.tiny_model,
+        )
 
     def load(self, device: str, dtype: Any) -> Captioning:
         """Load weights and processor onto `device`, in eval mode."""
@@ -155,17 +159,17 @@ def resolve_model(
         return _resolve_artifact(reference, folder)
     location, revision = split_revision(reference)
     local = Path(location).expanduser()
+    tiny_model: dict[str, Any] | None = None
     if local.is_dir():
         location = str(local.resolve())
         detected = detect_family(local)
-        extra: dict[str, Any] = {}
         if (local / TINY_MODEL_FILE).is_file():
-            extra["tiny_model"] = json.loads((local / TINY_MODEL_FILE).read_text())
+            tiny_model = json.loads((local / TINY_MODEL_FILE).read_text())
         chosen = detected or family
     elif local.exists():
         raise ModelReferenceError(f"{reference}: is a file, not a model folder or Hub id")
     else:
-        chosen, extra = family, {}
+        chosen = family
     if chosen is None:
         raise ModelReferenceError(
             f"{reference}: cannot tell its model family (no {METADATA_FILE}, no {TINY_MODEL_FILE}, "
@@ -177,7 +181,7 @@ def resolve_model(
         location=location,
         revision=revision,
         family=_check_family(chosen, reference),
-        extra=extra,
+        tiny_model=tiny_model,
     )
 
 

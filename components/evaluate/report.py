@@ -1,6 +1,6 @@
 """report.html: one self-contained page that shows what evaluation.json says, for people.
 
-Everything comes from the evaluation dict (plus the split images it points to), so a
+Everything comes from the `Evaluation` (plus the split images it points to), so a
 report can be rebuilt from evaluation.json alone. Charts (matplotlib, Agg canvas) and
 screenshot thumbnails are embedded as base64 PNG data URIs; the page loads nothing else.
 Dataset strings (references, prompts with the page's HTML, captions, ids) are only ever
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from components.evaluate.result import Comparison, Evaluation, GuardResult, PredictionRow
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "report.html.j2"
@@ -132,13 +134,13 @@ class Thumbnails:
         return png_data_uri(buffer.getvalue())
 
 
-def _key(row: dict[str, Any]) -> tuple[float, float]:
-    return (row["delta"]["CIDEr"], row["delta"]["semantic_similarity"])
+def _key(row: PredictionRow) -> tuple[float, float]:
+    return (row.delta["CIDEr"], row.delta["semantic_similarity"])
 
 
 def pick_examples(
-    rows: list[dict[str, Any]], seed: int, sample_size: int = SAMPLE_SIZE, extremes: int = EXTREMES
-) -> dict[str, list[dict[str, Any]]]:
+    rows: list[PredictionRow], seed: int, sample_size: int = SAMPLE_SIZE, extremes: int = EXTREMES
+) -> dict[str, list[PredictionRow]]:
     """A seeded random sample, the worst regressions and the best improvements."""
     sample = random.Random(seed).sample(rows, min(sample_size, len(rows)))
     ranked = sorted(rows, key=_key)
@@ -162,42 +164,49 @@ def _number(value: float | int | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _ci_verdict(result: dict[str, Any]) -> str:
-    if result["ci_low"] > 0:
+def _ci_verdict(result: Comparison | GuardResult) -> str:
+    if result.ci_low > 0:
         return "above zero"
-    if result["ci_high"] < 0:
+    if result.ci_high < 0:
         return "below zero"
     return "includes zero"
 
 
+def _split_value(evaluation: Evaluation, role: str, split: str, metric: str) -> float | None:
+    scores = getattr(evaluation.models[role], split)
+    return None if scores is None else getattr(scores, metric)
+
+
 def render_report(
-    evaluation: dict[str, Any],
+    evaluation: Evaluation,
     seed: int = 0,
     sample_size: int = SAMPLE_SIZE,
     extremes: int = EXTREMES,
 ) -> str:
-    """The report's HTML for an evaluation dict (as evaluation.json holds it)."""
-    roles = evaluation["roles"]
-    models = evaluation["models"]
-    splits = [name for name in ("test", "general") if evaluation["data"][name] is not None]
+    """The report's HTML for an evaluation."""
+    roles = evaluation.roles
+    data = {"test": evaluation.data.test, "general": evaluation.data.general}
+    splits = [name for name, split in data.items() if split is not None]
     charts = [
         (
             label,
             metric_chart(
                 label,
                 {
-                    role: {split: (models[role][split] or {}).get(metric) for split in splits}
+                    role: {split: _split_value(evaluation, role, split, metric) for split in splits}
                     for role in roles
                 },
             ),
         )
         for metric, label in CHART_METRICS
     ]
-    candidate_metadata = models["candidate"]["identity"]["metadata"] or {}
-    curve = (candidate_metadata.get("metrics") or {}).get("loss_curve") or []
-    thumbnails = Thumbnails({split: Path(evaluation["data"][split]["path"]) for split in splits})
-    examples = pick_examples(evaluation["predictions"]["test"], seed, sample_size, extremes)
-    general_rows = evaluation["predictions"].get("general") or []
+    metadata = evaluation.candidate.identity.metadata
+    curve = [list(row) for row in metadata.metrics.loss_curve] if metadata else []
+    thumbnails = Thumbnails(
+        {split: Path(found.path) for split, found in data.items() if found is not None}
+    )
+    examples = pick_examples(evaluation.predictions.test, seed, sample_size, extremes)
+    general_rows = evaluation.predictions.general or []
     environment = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,
@@ -211,7 +220,7 @@ def render_report(
     return environment.get_template(TEMPLATE).render(
         ev=evaluation,
         roles=roles,
-        baseline=evaluation["baseline_role"],
+        baseline=evaluation.baseline_role,
         colours=ROLE_COLOURS,
         table_metrics=TABLE_METRICS,
         labels=dict(TABLE_METRICS),
@@ -238,7 +247,7 @@ def render_report(
     )
 
 
-def write_report(evaluation: dict[str, Any], path: Path, seed: int = 0) -> Path:
+def write_report(evaluation: Evaluation, path: Path, seed: int = 0) -> Path:
     path = Path(path)
     path.write_text(render_report(evaluation, seed=seed), encoding="utf-8")
     return path

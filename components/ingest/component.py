@@ -1,9 +1,4 @@
-"""The ingest step as a KFP component: artifacts in, plain function call, artifacts out.
-
-`RUNTIME_IMAGE` is the project's CPU runtime image, which has this package installed;
-nothing is pip-installed at run time (not even kfp). The pipeline may point the task at
-another tag.
-"""
+"""The ingest step as a KFP component: artifacts in, plain function call, artifacts out."""
 
 # No `from __future__ import annotations` here: KFP reads the real annotation objects
 # (Output[Dataset], ...) to build the component interface.
@@ -11,10 +6,10 @@ another tag.
 from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Output
 
-RUNTIME_IMAGE = "ghcr.io/uicap/runtime:0.1.0"
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def ingest_op(
     dataset: str,
     data: Output[Dataset],

@@ -1,6 +1,6 @@
 """Whether a run has anything new to learn from, judged against the champion's lineage."""
 
-from components.lineage.check import (
+from components.lineage.run import (
     LINEAGE_KEY_TAG,
     LINEAGE_TAG,
     LineageCheck,

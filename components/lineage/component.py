@@ -6,24 +6,18 @@ No `from __future__ import annotations` here: KFP reads the real annotation obje
 from kfp import dsl
 from kfp.dsl import Dataset, Input, OutputPath
 
-from components.ingest.component import RUNTIME_IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def lineage_op(
     ingested: Input[Dataset],
     tags: OutputPath(str),
     checkpoint_uri: OutputPath(str),
     base_model: str,
-    family: str,
-    train_config: str,
-    max_image_side: int,
-    html_budget: int,
-    split_fractions: str,
-    prepare_seed: int,
-    base_revision: str = "",
+    prepare_config: str = "",
+    train_config: str = "",
     registry: str = "",
-    tracking_uri: str = "",
     checkpoint_root: str = "",
     records_root: str = "",
     run_id: str = "",
@@ -37,15 +31,10 @@ def lineage_op(
         tags: The lineage tags (JSON) the register step puts on the new version.
         checkpoint_uri: The train step's checkpoint folder ("" without a checkpoint root).
         base_model: Hub id or local folder of the base model.
-        family: Model family of the base.
-        train_config: The training config (YAML or JSON) the train step will get.
-        max_image_side: The prepare step's image size (it changes what training sees).
-        html_budget: The prepare step's HTML token budget.
-        split_fractions: The prepare step's train,val,test fractions.
-        prepare_seed: The prepare step's split seed.
-        base_revision: Revision of the base model ("" = none pinned).
-        registry: RegistrySettings as JSON (empty: defaults).
-        tracking_uri: MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else the settings').
+        prepare_config: The PrepareConfig JSON the prepare step gets ("" = defaults).
+        train_config: The TrainConfig JSON (or YAML) the train step gets ("" = defaults);
+            it names the base model's family and revision.
+        registry: RegistryConfig as JSON ("" = defaults).
         checkpoint_root: Where training checkpoints go; the run's folder under it is named
             by the lineage key, so a retried or re-run train task resumes in the same place.
         records_root: Where step records go for the exit handler ("" = none).
@@ -54,30 +43,21 @@ def lineage_op(
     import json
     from pathlib import Path
 
-    from components import storage
-    from components.lineage import check_against_champion, run_lineage
-    from components.outcome import record_step
-    from components.register.client import connect
-    from components.register.steps import registry_settings
+    from components.lineage.run import lineage_step
+    from components.prepare.config import PrepareConfig
+    from components.register.config import RegistryConfig
+    from components.train.config import parse_config
 
-    lineage = run_lineage(
+    check, where = lineage_step(
         Path(ingested.path),
         base_model=base_model,
-        base_revision=base_revision or None,
-        family=family,
-        prepare={
-            "max_image_side": max_image_side,
-            "html_budget": html_budget,
-            "split_fractions": split_fractions,
-            "seed": prepare_seed,
-        },
-        train_config=train_config,
+        prepare=PrepareConfig.from_parameter(prepare_config),
+        train=parse_config(train_config),
+        registry=RegistryConfig.from_parameter(registry),
+        checkpoint_root=checkpoint_root,
+        records_root=records_root,
+        run_id=run_id,
     )
-    check = check_against_champion(
-        lineage, connect(registry_settings(registry or None), tracking_uri or None)
-    )
-    record_step(records_root, run_id, "lineage", check.record())
-    Path(tags).write_text(json.dumps(lineage.tags()))
-    where = storage.join(checkpoint_root, lineage.key[:16]) if checkpoint_root else ""
+    Path(tags).write_text(json.dumps(check.lineage.tags()))
     Path(checkpoint_uri).write_text(where)
     return check.changed

@@ -5,10 +5,10 @@ No `from __future__ import annotations` here: KFP reads the real annotation obje
 
 from kfp import dsl
 
-from components.ingest.component import RUNTIME_IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def notify_op(
     status: dsl.PipelineTaskFinalStatus,
     records_root: str,
@@ -23,22 +23,10 @@ def notify_op(
         run_id: The pipeline run.
         webhook_url_env: Environment variable holding a webhook URL ("" or unset: log only).
     """
-    import logging
-    import os
+    from components.outcome.run import notify
 
-    from components.outcome import WebhookError, post_outcome, run_folder, summarize_run
-
-    error = status.error_message or None
-    outcome = summarize_run(run_folder(records_root, run_id), run_id, status.state, error)
-    logging.getLogger("uicap").warning(
-        "run %s: %s, %s; %s", run_id, outcome.status, outcome.decision, "; ".join(outcome.reasons)
+    outcome = notify(
+        records_root, run_id, status.state, status.error_message or None, webhook_url_env
     )
     print(outcome.model_dump_json(indent=2))
-    url = os.environ.get(webhook_url_env, "") if webhook_url_env else ""
-    if url:
-        try:
-            post_outcome(url, outcome)
-        except WebhookError as failure:
-            # The run's result stands whether or not the chat heard about it.
-            logging.getLogger("uicap").error("%s", failure)
     return outcome.model_dump_json()

@@ -6,19 +6,15 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
-from components.ingest.component import RUNTIME_IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def prepare_op(
     ingested: Input[Dataset],
     prepared: Output[Dataset],
     counts: Output[Metrics],
-    max_image_side: int = 1344,
-    html_budget: int = 256,
-    split_fractions: str = "0.8,0.1,0.1",
-    seed: int = 0,
-    workers: int = 1,
+    config: str = "",
 ):
     """Draw the target boxes, build the prompts and write train/val/test conversations.
 
@@ -26,24 +22,16 @@ def prepare_op(
         ingested: Output of the ingest step (data/ + manifest.json).
         prepared: Output folder: train.json, val.json, test.json, images/, manifest.json.
         counts: Record counts: records_in, duplicates_removed, records_train/val/test.
-        max_image_side: Longest image side in pixels after resizing.
-        html_budget: Token budget of the surrounding HTML in the prompt.
-        split_fractions: train,val,test fractions of the screens.
-        seed: Seed of the split assignment.
-        workers: Worker processes drawing and encoding images.
+        config: PrepareConfig as JSON: image side, HTML budget, splits, seed, workers
+            ("" = its defaults).
     """
     from pathlib import Path
 
     from components.prepare import prepare
+    from components.prepare.config import PrepareConfig
 
     manifest = prepare(
-        Path(ingested.path),
-        Path(prepared.path),
-        max_image_side=max_image_side,
-        html_budget=html_budget,
-        split_fractions=split_fractions,
-        seed=seed,
-        workers=workers,
+        Path(ingested.path), Path(prepared.path), PrepareConfig.from_parameter(config)
     )
     prepared.metadata["fingerprint"] = manifest.fingerprint
     prepared.metadata["prompt_template_version"] = manifest.prompt_template_version

@@ -1,16 +1,23 @@
-"""The prepare manifest: what training reads about its data, and where it came from.
+"""The manifest of a prepared folder: what its readers learn about the data, and where it came from.
 
-Training reads `fingerprint` (of the prepared output: prompts, answers, boxed images) and
-`prompt_template_version`. The ingest manifest is carried whole under `ingest`, so the
-prepared folder alone gives the full lineage: source revision, ingest fingerprint and
-every quarantined record with its reason.
+Two steps write prepared folders: `prepare` (UI records from ingest: `PrepareManifest`)
+and `prepare-general` (general captions: `GeneralManifest`). Both share `PreparedManifest`,
+the part training, evaluation and registration read: `fingerprint` (of the prepared
+output: prompts, answers, images), `prompt_template_version` and the `settings` it was
+prepared with; both also give `source`, the dataset and revision the records came from.
+`read_manifest` is the one reader; the `step` field tells the two apart.
+
+The UI manifest carries the ingest manifest whole under `ingest`, so the prepared
+folder alone gives the full lineage: source revision, ingest fingerprint and every
+quarantined record with its reason.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
 from components.ingest.manifest import IngestManifest, QuarantineEntry, SourceInfo
 
@@ -42,12 +49,25 @@ class PrepareSettings(BaseModel):
     seed: int
 
 
-class PrepareManifest(BaseModel):
-    step: str = "prepare"
+class PreparedManifest(BaseModel):
+    """What every prepared folder's manifest says, whichever step wrote it."""
+
+    step: str
     prompt_template_version: str
     fingerprint: str
-    input_fingerprint: str
     settings: PrepareSettings
+
+    def write(self, folder: Path) -> Path:
+        path = folder / MANIFEST_NAME
+        path.write_text(self.model_dump_json(by_alias=True, indent=1) + "\n", encoding="utf-8")
+        return path
+
+
+class PrepareManifest(PreparedManifest):
+    """Manifest of prepared UI records (the `prepare` step, after ingest)."""
+
+    step: Literal["prepare"] = "prepare"
+    input_fingerprint: str
     counts: PrepareCounts
     groups: dict[str, int]
     duplicates: list[Duplicate]
@@ -64,14 +84,17 @@ class PrepareManifest(BaseModel):
             raise ValueError("every removed duplicate must be listed")
         return self
 
-    def write(self, folder: Path) -> Path:
-        path = folder / MANIFEST_NAME
-        path.write_text(self.model_dump_json(by_alias=True, indent=1) + "\n", encoding="utf-8")
-        return path
+    @property
+    def source(self) -> SourceInfo:
+        """The dataset (and resolved revision) the records came from, as ingest read it."""
+        return self.ingest.source
 
     @classmethod
     def read(cls, folder: Path) -> PrepareManifest:
-        return cls.model_validate_json((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+        manifest = read_manifest(folder)
+        if not isinstance(manifest, PrepareManifest):
+            raise ValueError(f"{folder} holds {manifest.step} output, not prepared UI records")
+        return manifest
 
 
 class GeneralCounts(BaseModel):
@@ -85,14 +108,11 @@ class GeneralCounts(BaseModel):
     model_config = {"populate_by_name": True}
 
 
-class GeneralManifest(BaseModel):
+class GeneralManifest(PreparedManifest):
     """Manifest of a prepared general-captions set (no ingest step: checks happen here)."""
 
-    step: str = "prepare-general"
-    prompt_template_version: str
-    fingerprint: str
-    source: SourceInfo
-    settings: PrepareSettings
+    step: Literal["prepare-general"] = "prepare-general"
+    source: SourceInfo  # no ingest step: the source is recorded here
     counts: GeneralCounts
     quarantine: list[QuarantineEntry]
 
@@ -107,7 +127,21 @@ class GeneralManifest(BaseModel):
             raise ValueError("every quarantined record must be listed")
         return self
 
-    def write(self, folder: Path) -> Path:
-        path = folder / MANIFEST_NAME
-        path.write_text(self.model_dump_json(by_alias=True, indent=1) + "\n", encoding="utf-8")
-        return path
+
+AnyManifest = Annotated[PrepareManifest | GeneralManifest, Field(discriminator="step")]
+_ANY_MANIFEST: TypeAdapter[PrepareManifest | GeneralManifest] = TypeAdapter(AnyManifest)
+
+
+def read_manifest(folder: Path) -> PrepareManifest | GeneralManifest:
+    """The manifest of a prepared folder, checked; errors name the folder and the fields."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no {MANIFEST_NAME}: is it a prepared directory?")
+    try:
+        return _ANY_MANIFEST.validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        )
+        raise ValueError(f"{path} is not a prepared folder's manifest: {problems}") from None

@@ -52,6 +52,13 @@ def user_turn(prompt: str) -> str:
     return f"{IMAGE_MARKER}\n{prompt}"
 
 
+def prompt_of_user_turn(content: str) -> str:
+    """The prompt of a user turn that `user_turn` wrote: the text after the image marker."""
+    if not content.startswith(IMAGE_MARKER):
+        raise ValueError(f"user turn must start with {IMAGE_MARKER!r}: {content[:40]!r}")
+    return content[len(IMAGE_MARKER) :].lstrip("\n")
+
+
 def prompt_corpus() -> list[str]:
     """The fixed wording of both prompts, so a tokenizer trained for them keeps it whole."""
     example = build_prompt("click", "button", "Sign in", "<button>Sign in</button>")

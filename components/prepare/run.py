@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.ingest.contract import CONTRACT_COLUMNS, METADATA_COLUMNS
 from components.ingest.manifest import IngestManifest
 from components.ingest.publish import check_replaceable, staged_output
 from components.ingest.run import DATA_DIR, quiet_datasets
 from components.ingest.validate import image_cell_bytes
-from components.prepare.boxing import DEFAULT_MAX_SIDE
+from components.prepare.config import PrepareConfig
 from components.prepare.conversations import (
     IMAGES_DIR,
     SplitFingerprint,
@@ -33,7 +34,7 @@ from components.prepare.manifest import (
     PrepareManifest,
     PrepareSettings,
 )
-from components.prepare.prompt import DEFAULT_HTML_BUDGET, PROMPT_TEMPLATE_VERSION
+from components.prepare.prompt import PROMPT_TEMPLATE_VERSION
 from components.prepare.render import (
     PNG_COMPRESS_LEVEL,
     RecordJob,
@@ -42,21 +43,11 @@ from components.prepare.render import (
     ScreenJob,
     render_all,
 )
-from components.prepare.splits import DEFAULT_FRACTIONS, SPLITS, assign_splits, parse_fractions
+from components.prepare.splits import SPLITS, assign_splits
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-METADATA_COLUMNS = (
-    "external_id",
-    "bbox",
-    "action_type",
-    "element_type",
-    "text",
-    "html",
-    "summary",
-    "screen_id",
-)
 HASH_BATCH = 256
 
 
@@ -79,21 +70,19 @@ class Plan:
 def prepare(
     input_dir: Path,
     output: Path,
+    config: PrepareConfig | None = None,
     *,
-    max_image_side: int | None = DEFAULT_MAX_SIDE,
-    html_budget: int = DEFAULT_HTML_BUDGET,
-    split_fractions: str | Sequence[float] = DEFAULT_FRACTIONS,
-    seed: int = 0,
-    workers: int = 1,
     progress: bool = False,
     png_compress_level: int = PNG_COMPRESS_LEVEL,
 ) -> PrepareManifest:
-    """Turn an ingest output folder into the MiniCPM-V fine-tuning format in `output`."""
-    fractions = parse_fractions(split_fractions)
-    if max_image_side is not None and max_image_side < 16:
-        raise ValueError(f"max_image_side must be at least 16 pixels, got {max_image_side}")
-    if html_budget < 0:
-        raise ValueError(f"html_budget must be >= 0, got {html_budget}")
+    """Turn an ingest output folder into the MiniCPM-V fine-tuning format in `output`.
+
+    `config` (default: `PrepareConfig()`) holds everything that shapes the output, plus
+    the worker count, which only changes how fast it is written.
+    """
+    config = config or PrepareConfig()
+    fractions = config.splits.as_tuple()
+    max_image_side, html_budget = config.max_image_side, config.html_budget_tokens
     input_dir, output = Path(input_dir), Path(output)
     ingest_manifest = _read_ingest_manifest(input_dir)
     check_replaceable(output)
@@ -101,13 +90,13 @@ def prepare(
         records = load_ingested(input_dir)
         if not len(records):
             raise PrepareInputError(f"{input_dir / DATA_DIR} holds no records to prepare")
-        plan = plan_records(records, fractions, seed)
+        plan = plan_records(records, fractions, config.seed)
         with staged_output(output) as staging:
             (staging / IMAGES_DIR).mkdir()
             settings = RenderSettings(staging, max_image_side, html_budget, png_compress_level)
             jobs = _screen_jobs(records, plan)
             with _progress(len(plan.kept), progress) as advance:
-                rendered = render_all(jobs, settings, workers, on_done=advance)
+                rendered = render_all(jobs, settings, config.workers, on_done=advance)
             counts, fingerprint = _write_conversations(staging, plan, rendered)
             manifest = PrepareManifest(
                 prompt_template_version=PROMPT_TEMPLATE_VERSION,
@@ -117,7 +106,7 @@ def prepare(
                     max_image_side=max_image_side,
                     html_budget=html_budget,
                     split_fractions=fractions,
-                    seed=seed,
+                    seed=config.seed,
                 ),
                 counts=PrepareCounts(
                     in_=len(plan.image_digests),
@@ -169,7 +158,7 @@ def load_ingested(input_dir: Path) -> Dataset:
     from datasets import Image, load_from_disk
 
     records = load_from_disk(str(input_dir / DATA_DIR))
-    missing = [c for c in (*METADATA_COLUMNS, "image") if c not in records.column_names]
+    missing = [c for c in CONTRACT_COLUMNS if c not in records.column_names]
     if missing:
         raise PrepareInputError(
             f"{input_dir / DATA_DIR} lacks column(s) {', '.join(missing)}: not an ingest output"

@@ -8,7 +8,8 @@
 - `lock` + `promotion`: the champion alias moved by compare-and-set; manual promotion
   and rollback.
 - `export`: merged weights + processor for vLLM / SGLang.
-- `steps` (plain functions) and `component` (KFP): the pipeline's register, gate and
+- `config`: the gate and registry configs the steps receive as JSON.
+- `run` (plain functions) and `component` (KFP): the pipeline's register, gate and
   promote steps.
 
 Submodules are imported where used: mlflow and torch are heavy, and `uicap --help` must

@@ -1,7 +1,10 @@
 """The MLflow registry the pipeline talks to: found from settings or env, failing fast and clearly.
 
-- The tracking URI is, in order: an explicit one, `MLFLOW_TRACKING_URI`, the settings'.
-  Credentials never pass through here: MLflow reads `MLFLOW_TRACKING_USERNAME` /
+- A step's tracking URI is its `RegistryConfig`'s, else `MLFLOW_TRACKING_URI` (the
+  registry URI: the config's, else `MLFLOW_REGISTRY_URI` when the config names no
+  tracking URI either, else the tracking URI). A command line puts its `--tracking-uri`
+  first and the environment before the profile's (`command_line_registry`).
+- Credentials never pass through here: MLflow reads `MLFLOW_TRACKING_USERNAME` /
   `MLFLOW_TRACKING_PASSWORD` or `MLFLOW_TRACKING_TOKEN` from the environment itself, and
   every URI this module prints has its user info and query removed.
 - MLflow retries each HTTP request for about four minutes by default. A pipeline step
@@ -26,11 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from components.register.config import RegistryConfig
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-
-    from pipelines.settings import RegistrySettings
 
 log = logging.getLogger("uicap.register")
 
@@ -113,11 +116,30 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-def resolve_tracking_uri(explicit: str | None, settings: RegistrySettings | None) -> str:
-    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or (settings and settings.tracking_uri)
+def resolve_uris(config: RegistryConfig) -> tuple[str, str]:
+    """(tracking URI, registry URI) of `config`: its own, else the environment's."""
+    uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        raise RegistryError("no MLflow tracking URI: pass one, set MLFLOW_TRACKING_URI or settings")
-    return uri
+        raise RegistryError(
+            "no MLflow tracking URI: set registry.tracking_uri or MLFLOW_TRACKING_URI"
+        )
+    from_env = None if config.tracking_uri else os.environ.get("MLFLOW_REGISTRY_URI")
+    return uri, config.registry_uri or from_env or uri
+
+
+def command_line_registry(
+    config: RegistryConfig, tracking_uri: str | None = None
+) -> RegistryConfig:
+    """The config a command uses: `--tracking-uri`, else $MLFLOW_TRACKING_URI, else the
+    profile's; likewise $MLFLOW_REGISTRY_URI before the profile's registry URI."""
+    if tracking_uri:
+        return config.model_copy(update={"tracking_uri": tracking_uri})
+    return config.model_copy(
+        update={
+            "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri,
+            "registry_uri": os.environ.get("MLFLOW_REGISTRY_URI") or config.registry_uri,
+        }
+    )
 
 
 def local_artifact_root(uri: str) -> str | None:
@@ -333,25 +355,17 @@ def _first_line(error: BaseException) -> str:
 
 
 def connect(
-    settings: RegistrySettings | None = None,
-    tracking_uri: str | None = None,
+    config: RegistryConfig | None = None,
     *,
     retry: RetryPolicy | None = None,
     probe: bool = True,
 ) -> Registry:
-    """A `Registry` for the settings' model, after checking the store answers (with retries)."""
+    """A `Registry` for the config's model, after checking the store answers (with retries)."""
     _cap_http_retries()
     from mlflow import MlflowClient
 
-    from pipelines.settings import RegistrySettings
-
-    names = settings or RegistrySettings()
-    uri = resolve_tracking_uri(tracking_uri, settings)
-    registry_uri = (
-        (None if tracking_uri else os.environ.get("MLFLOW_REGISTRY_URI"))
-        or names.registry_uri
-        or uri
-    )
+    names = config or RegistryConfig()
+    uri, registry_uri = resolve_uris(names)
     registry = Registry(
         client=MlflowClient(tracking_uri=uri, registry_uri=registry_uri),
         tracking_uri=uri,

@@ -1,57 +1,55 @@
-"""The register, gate and promote steps as KFP components: thin wrappers over `steps.py`.
+"""The champion, register, gate and promote steps as KFP components: thin wrappers over `run.py`.
 
-Wiring in the pipeline:
+Wiring in the pipeline (`registry` is `RegistryConfig` JSON, `gate` is `GateConfig` JSON):
 
-    champion = champion_op(registry=settings.registry.model_dump_json())
+    champion = champion_op(registry=registry)
     evaluated = evaluate_op(..., champion=champion.output)   # "" -> against the base
     registered = register_op(model=train.outputs["model"], evaluation=..., data=...,
-                             registry=settings.registry.model_dump_json(),
-                             pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-    gate = gate_op(evaluation=..., version=registered.output, registry=..., gate=...)
+                             registry=registry, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    gate = gate_op(evaluation=..., version=registered.output, registry=registry, gate=gate)
     with dsl.If(gate.outputs["Output"] == True):
-        promote_op(evaluation=..., version=registered.output, registry=..., gate=...)
+        promote_op(evaluation=..., version=registered.output, registry=registry, gate=gate)
 
 `promote_op` re-derives the decision from the same evaluation (the gate is a pure
 function of it) and moves the champion by compare-and-set; a stale evaluation is
-recorded there. On a cluster, `use_mlflow_credentials` gives each task the MLflow
-credentials from the Secret the settings name.
+recorded there. The registry config names the tracking URI (a config without one uses
+$MLFLOW_TRACKING_URI); credentials come from the environment the pipeline gives the task.
 """
 
 # No `from __future__ import annotations` here: KFP reads the real annotation objects
 # (Input[Model], ...) to build the component interface (kfp 2.17).
 
-from typing import Any, Optional
+from typing import Optional
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
 
-from components.ingest.component import RUNTIME_IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, packages_to_install=[], install_kfp_package=False)
-def champion_op(registry: str = "", tracking_uri: str = "") -> str:
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=[], install_kfp_package=False)
+def champion_op(registry: str = "") -> str:
     """The champion to evaluate against, pinned to its version; "" when there is none.
 
     Args:
-        registry: RegistrySettings as JSON (empty: defaults).
-        tracking_uri: MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else the settings').
+        registry: RegistryConfig as JSON ("" = defaults).
 
     Returns:
         models:/<name>/<version>, or "" (the evaluate step then compares with the base).
     """
-    from components.register.steps import champion_reference
+    from components.register.config import RegistryConfig
+    from components.register.run import champion_reference
 
-    return champion_reference(registry or None, tracking_uri or None)
+    return champion_reference(RegistryConfig.from_parameter(registry))
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def register_op(
     model: Input[Model],
     evaluation: Input[Artifact],
     data: Input[Dataset],
     pipeline_run_id: str,
     registry: str = "",
-    tracking_uri: str = "",
     lineage_tags: str = "",
     records_root: str = "",
 ) -> str:
@@ -62,8 +60,7 @@ def register_op(
         evaluation: The evaluate step's output (evaluation.json, or a folder holding it).
         data: The prepared data (its manifest.json gives lineage and the serving config).
         pipeline_run_id: Makes registering idempotent: a retry returns the same version.
-        registry: RegistrySettings as JSON (empty: defaults).
-        tracking_uri: MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else the settings').
+        registry: RegistryConfig as JSON ("" = defaults).
         lineage_tags: The lineage check's tags (JSON), so the next run can tell what's new.
         records_root: Where step records go for the exit handler ("" = none).
 
@@ -74,15 +71,15 @@ def register_op(
     from pathlib import Path
 
     from components.outcome import record_step
-    from components.register.steps import register_step
+    from components.register.config import RegistryConfig
+    from components.register.run import register_step
 
     registered = register_step(
         Path(model.path),
         Path(evaluation.path),
         Path(data.path),
         pipeline_run_id,
-        registry or None,
-        tracking_uri or None,
+        RegistryConfig.from_parameter(registry),
         lineage_tags=json.loads(lineage_tags) if lineage_tags else None,
     )
     record = {"model_version": registered.version, "created": registered.created}
@@ -90,14 +87,13 @@ def register_op(
     return registered.version
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def gate_op(
     evaluation: Input[Artifact],
     version: str,
     decision: Output[Artifact],
     registry: str = "",
     gate: str = "",
-    tracking_uri: str = "",
     report: Optional[Input[HTML]] = None,  # noqa: UP045 (KFP reads Optional[...])
     records_root: str = "",
     run_id: str = "",
@@ -111,39 +107,37 @@ def gate_op(
         evaluation: The evaluate step's output.
         version: The registered version the evaluation is of.
         decision: decision.json (verdict, every check with its numbers).
-        registry: RegistrySettings as JSON (empty: defaults).
-        gate: GateSettings as JSON (empty: defaults).
-        tracking_uri: MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else the settings').
+        registry: RegistryConfig as JSON ("" = defaults).
+        gate: GateConfig as JSON ("" = defaults).
         report: The evaluation report, linked from the run's outcome.
         records_root: Where step records go for the exit handler ("" = none).
         run_id: The pipeline run.
     """
     from pathlib import Path
 
-    from components.register.steps import PipelineRecords, gate_step
+    from components.register.config import GateConfig, RegistryConfig
+    from components.register.run import PipelineRecords, gate_step
 
     result = gate_step(
         Path(evaluation.path),
         version,
-        registry or None,
-        gate or None,
+        RegistryConfig.from_parameter(registry),
+        GateConfig.from_parameter(gate),
         promote=False,
         decision_path=Path(decision.path),
-        tracking_uri=tracking_uri or None,
         records=PipelineRecords(records_root, run_id, evaluation.uri, report and report.uri),
     )
     decision.metadata["outcome"] = result.outcome
     return result.decision is not None and result.decision.passed
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def promote_op(
     evaluation: Input[Artifact],
     version: str,
     decision: Output[Artifact],
     registry: str = "",
     gate: str = "",
-    tracking_uri: str = "",
     records_root: str = "",
     run_id: str = "",
 ) -> str:
@@ -153,9 +147,8 @@ def promote_op(
         evaluation: The evaluate step's output.
         version: The registered version to promote.
         decision: decision.json, final: promoted, or stale evaluation with the reason.
-        registry: RegistrySettings as JSON (empty: defaults).
-        gate: GateSettings as JSON (empty: defaults).
-        tracking_uri: MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else the settings').
+        registry: RegistryConfig as JSON ("" = defaults).
+        gate: GateConfig as JSON ("" = defaults).
         records_root: Where step records go for the exit handler ("" = none).
         run_id: The pipeline run.
 
@@ -164,26 +157,17 @@ def promote_op(
     """
     from pathlib import Path
 
-    from components.register.steps import PipelineRecords, gate_step
+    from components.register.config import GateConfig, RegistryConfig
+    from components.register.run import PipelineRecords, gate_step
 
     result = gate_step(
         Path(evaluation.path),
         version,
-        registry or None,
-        gate or None,
+        RegistryConfig.from_parameter(registry),
+        GateConfig.from_parameter(gate),
         promote=True,
         decision_path=Path(decision.path),
-        tracking_uri=tracking_uri or None,
         records=PipelineRecords(records_root, run_id, evaluation.uri),
     )
     decision.metadata["outcome"] = result.outcome
     return result.outcome
-
-
-def use_mlflow_credentials(task: dsl.PipelineTask, settings: Any) -> dsl.PipelineTask:
-    """Expose the MLflow credentials Secret named in the settings to the task as env vars."""
-    kube = settings.kubernetes
-    if kube is not None and kube.mlflow_credentials_secret is not None:
-        secret = kube.mlflow_credentials_secret
-        kubernetes.use_secret_as_env(task, secret.name, dict(secret.key_to_env))
-    return task

@@ -1,8 +1,8 @@
 """The promotion gate: may this candidate replace the baseline? Decided from evaluation.json alone.
 
-`decide` is a pure function of the evaluation and the gate settings, so a decision can be
-re-derived from the stored evaluation at any time, and tested on hand-written dicts.
-The candidate passes only if every check holds:
+`decide` is a pure function of the `Evaluation` (components/evaluate/result.py, the one
+model of evaluation.json) and the gate settings, so a decision can be re-derived from the
+stored evaluation at any time. The candidate passes only if every check holds:
 
 - the evaluation's primary metric is the gate's, and its intervals are at least as wide
   (confidence level) as the gate requires;
@@ -11,125 +11,35 @@ The candidate passes only if every check holds:
 - the lower bound of the bootstrap CI of that gain is above 0 (when required): a gain
   that could be noise is no gain;
 - no guard falls below the baseline by more than its tolerance: semantic similarity and
-  answer-format compliance on the test split, and the general holdout (forgetting). A
-  guard missing from the evaluation fails: what was not measured cannot be vouched for.
+  answer-format compliance on the test split, and the general holdout (forgetting);
+- the candidate's captions depend on its input: their distinct share is not more than
+  the tolerance below the references' on the same records, and no caption takes more
+  than the tolerance above the references' commonest share. This guard compares with
+  the references, not the baseline, because the baseline may be collapsed too (an
+  untuned base often says one sentence everywhere).
 
-The part of evaluation.json read here is `EvaluationView` (schema_version 1 of
-components/evaluate/evaluation.py); everything else in the file is ignored.
+A guard missing from the evaluation fails: what was not measured cannot be vouched for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from components.evaluate.result import DiversityGuard, Evaluation, GuardResult
+from components.register.config import GateConfig
 
-from pipelines.settings import GateSettings
-
-GUARDS = ("semantic_similarity", "format_compliance", "general_holdout")
+GUARDS = ("semantic_similarity", "format_compliance", "general_holdout", "caption_diversity")
 GUARD_LABELS = {
     "semantic_similarity": "semantic similarity",
     "format_compliance": "format compliance",
     "general_holdout": "general holdout (forgetting)",
+    "caption_diversity": "caption diversity",
 }
 # Checks that only say the evaluation is usable; a passing decision's reasons skip them.
 _BOOKKEEPING = ("primary_metric", "ci_level")
 # Float noise in a JSON round trip must not flip a decision at the boundary.
 EPSILON = 1e-9
-
-
-class EvaluationError(ValueError):
-    """evaluation.json lacks what the gate reads; the message names the field."""
-
-
-class _View(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class MetricComparison(_View):
-    candidate: float
-    baseline: float
-    delta: float
-    ci_low: float
-    ci_high: float
-    confidence: float
-
-
-class GuardResult(_View):
-    candidate: float
-    baseline: float
-    delta: float
-
-
-class RegistryRef(_View):
-    name: str
-    version: str
-
-
-class Identity(_View):
-    weights_sha256: str | None = None
-    registry: RegistryRef | None = None
-
-
-class RoleEntry(_View):
-    identity: Identity
-
-
-class EvaluationView(_View):
-    """What the gate and the compare-and-set read from evaluation.json."""
-
-    schema_version: Literal[1]
-    primary_metric: str
-    baseline_role: Literal["champion", "base"]
-    comparison: dict[str, MetricComparison]
-    guards: dict[str, GuardResult | None]
-    models: dict[str, RoleEntry]
-
-    @property
-    def evaluated_champion(self) -> str | None:
-        """The registry version the candidate was compared with; None when it was the base."""
-        if self.baseline_role != "champion":
-            return None
-        champion = self.models.get("champion")
-        if champion is None or champion.identity.registry is None:
-            raise EvaluationError(
-                "evaluation.json: baseline_role is 'champion' but models.champion.identity."
-                "registry is missing: evaluate the champion by its models:/ URI so the "
-                "promotion can check it is still the champion"
-            )
-        return champion.identity.registry.version
-
-    @property
-    def evaluated_champion_model(self) -> str | None:
-        """The registered model name of the evaluated champion (None against the base)."""
-        if self.evaluated_champion is None:
-            return None
-        champion = self.models["champion"].identity.registry
-        return None if champion is None else champion.name
-
-    @property
-    def candidate_weights(self) -> str | None:
-        candidate = self.models.get("candidate")
-        return None if candidate is None else candidate.identity.weights_sha256
-
-
-def read_evaluation(evaluation: Mapping[str, Any] | EvaluationView) -> EvaluationView:
-    """The gate's view of an evaluation dict; a clear error names the first missing field."""
-    if isinstance(evaluation, EvaluationView):
-        return evaluation
-    try:
-        view = EvaluationView.model_validate(dict(evaluation))
-    except ValidationError as error:
-        problems = [
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
-            for item in error.errors(include_url=False)
-        ]
-        raise EvaluationError("evaluation.json cannot be gated: " + "; ".join(problems)) from None
-    if "candidate" not in view.models:
-        raise EvaluationError("evaluation.json cannot be gated: models.candidate is missing")
-    return view
 
 
 @dataclass(frozen=True)
@@ -166,7 +76,7 @@ class Decision:
         }
 
 
-def _primary_checks(view: EvaluationView, gate: GateSettings) -> list[Check]:
+def _primary_checks(view: Evaluation, gate: GateConfig) -> list[Check]:
     metric = gate.primary_metric
     checks = [
         Check(
@@ -220,39 +130,57 @@ def _primary_checks(view: EvaluationView, gate: GateSettings) -> list[Check]:
     return checks
 
 
-def _guard_checks(view: EvaluationView, gate: GateSettings) -> list[Check]:
+def _baseline_guard(name: str, result: GuardResult, tolerance: float) -> Check:
+    held = result.delta + tolerance + EPSILON >= 0
+    change = "fell" if result.delta < 0 else "rose"
+    return Check(
+        f"guard.{name}",
+        held,
+        f"{GUARD_LABELS[name]} {change} by {abs(result.delta):.4f} ({result.baseline:.4f} -> "
+        f"{result.candidate:.4f}); the tolerance is {tolerance:.4f}",
+    )
+
+
+def _diversity_guard(result: DiversityGuard, tolerance: float) -> Check:
+    distinct_held = result.delta + tolerance + EPSILON >= 0
+    top_rise = result.candidate_top_share - result.references_top_share
+    top_held = top_rise <= tolerance + EPSILON
+    return Check(
+        "guard.caption_diversity",
+        distinct_held and top_held,
+        f"caption diversity on the {result.split} split: {result.candidate_distinct} distinct "
+        f"captions in {result.n} records (share {result.candidate:.4f}) against the "
+        f"references' {result.references:.4f} ({result.delta:+.4f}); the commonest, "
+        f"{result.candidate_top_caption!r}, takes {result.candidate_top_share:.4f} of the "
+        f"records against the references' {result.references_top_share:.4f} "
+        f"({top_rise:+.4f}); the tolerance is {tolerance:.4f}",
+    )
+
+
+def _guard_checks(view: Evaluation, gate: GateConfig) -> list[Check]:
     checks = []
     for name in GUARDS:
-        label = GUARD_LABELS[name]
         tolerance = float(getattr(gate.tolerances, name))
-        result = view.guards.get(name)
+        result = getattr(view.guards, name)
         if result is None:
             checks.append(
                 Check(
                     f"guard.{name}",
                     False,
-                    f"{label} was not measured (guards.{name} is missing), so it cannot be "
-                    "shown not to regress",
+                    f"{GUARD_LABELS[name]} was not measured (guards.{name} is missing), so it "
+                    "cannot be shown not to regress",
                 )
             )
-            continue
-        held = result.delta + tolerance + EPSILON >= 0
-        change = "fell" if result.delta < 0 else "rose"
-        checks.append(
-            Check(
-                f"guard.{name}",
-                held,
-                f"{label} {change} by {abs(result.delta):.4f} ({result.baseline:.4f} -> "
-                f"{result.candidate:.4f}); the tolerance is {tolerance:.4f}",
-            )
-        )
+        elif isinstance(result, DiversityGuard):
+            checks.append(_diversity_guard(result, tolerance))
+        else:
+            checks.append(_baseline_guard(name, result, tolerance))
     return checks
 
 
-def decide(evaluation: Mapping[str, Any] | EvaluationView, gate: GateSettings) -> Decision:
-    """The verdict on one evaluation; `EvaluationError` if it lacks what the gate reads."""
-    view = read_evaluation(evaluation)
-    checks = _primary_checks(view, gate) + _guard_checks(view, gate)
+def decide(evaluation: Evaluation, gate: GateConfig) -> Decision:
+    """The verdict on one evaluation; `EvaluationError` if it cannot name its champion."""
+    checks = _primary_checks(evaluation, gate) + _guard_checks(evaluation, gate)
     passed = all(check.passed for check in checks)
     failed = [check.detail for check in checks if not check.passed]
     held = [check.detail for check in checks if check.name not in _BOOKKEEPING]
@@ -260,6 +188,6 @@ def decide(evaluation: Mapping[str, Any] | EvaluationView, gate: GateSettings) -
         passed=passed,
         reasons=held if passed else failed,
         checks=checks,
-        baseline_role=view.baseline_role,
-        evaluated_champion=view.evaluated_champion,
+        baseline_role=evaluation.baseline_role,
+        evaluated_champion=evaluation.evaluated_champion,
     )

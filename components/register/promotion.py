@@ -29,25 +29,25 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from components.evaluate.result import (
+    EVALUATION_FILE,
+    Evaluation,
+    EvaluationError,
+    RegistryRef,
+    load_evaluation,
+)
 from components.register import tags as T
 from components.register.client import Registry, RegistryError, describe_error
-from components.register.gate import (
-    Decision,
-    EvaluationError,
-    EvaluationView,
-    decide,
-    read_evaluation,
-)
+from components.register.config import GateConfig
+from components.register.gate import Decision, decide
 from components.register.head_to_head import NotComparableError, head_to_head
 from components.register.lock import default_holder, promotion_lock
-from components.register.registration import EVALUATION_ARTIFACT_PATH, EVALUATION_FILE
-from pipelines.settings import GateSettings
+from components.register.registration import EVALUATION_ARTIFACT_PATH
 
 log = logging.getLogger("uicap.register")
 
@@ -140,10 +140,10 @@ def record(registry: Registry, result: PromotionResult) -> None:
     registry.set_tags(result.version, tags)
 
 
-def check_version_matches(registry: Registry, version: str, view: EvaluationView) -> None:
+def check_version_matches(registry: Registry, version: str, evaluation: Evaluation) -> None:
     """The evaluation must be of this version's weights (sha256 recorded at registration)."""
     registered = registry.version(version).tags.get(T.WEIGHTS_SHA256)
-    evaluated = view.candidate_weights
+    evaluated = evaluation.candidate_weights
     if registered and evaluated and registered != evaluated:
         raise RegistryError(
             f"the evaluation scored weights {evaluated}, but version {version} holds {registered}: "
@@ -151,7 +151,7 @@ def check_version_matches(registry: Registry, version: str, view: EvaluationView
         )
 
 
-def version_evaluation(registry: Registry, version: str) -> dict[str, Any] | None:
+def version_evaluation(registry: Registry, version: str) -> Evaluation | None:
     """The evaluation.json a version was registered with, from its registration run."""
     run_id = registry.version(version).run_id
     if not run_id:
@@ -169,22 +169,22 @@ def version_evaluation(registry: Registry, version: str) -> dict[str, Any] | Non
                 "version %s has no readable evaluation (%s)", version, describe_error(error)
             )
             return None
-        return json.loads(Path(local).read_text(encoding="utf-8"))
+        try:
+            return load_evaluation(Path(local))
+        except EvaluationError as error:
+            log.warning("version %s has no readable evaluation (%s)", version, error)
+            return None
 
 
 def _head_to_head(
-    registry: Registry,
-    current: str,
-    evaluation: Mapping[str, Any],
-    view: EvaluationView,
-    gate: GateSettings,
+    registry: Registry, current: str, evaluation: Evaluation, gate: GateConfig
 ) -> tuple[Decision | None, str]:
     """Our candidate against the new champion `current`, when their evaluations share a base."""
     details = registry.version(current)
     if details.tags.get(T.PROMOTION_KIND) != "gate":
         return None, f"v{current} became champion by {details.tags.get(T.PROMOTION_KIND, 'hand')}"
     theirs_baseline = details.tags.get(T.GATE_EVALUATED_CHAMPION) or None
-    if theirs_baseline != view.evaluated_champion:
+    if theirs_baseline != evaluation.evaluated_champion:
         return None, (
             f"v{current} was evaluated against "
             f"{'v' + theirs_baseline if theirs_baseline else 'the base'}, not the same baseline"
@@ -194,7 +194,7 @@ def _head_to_head(
         return None, f"v{current} has no stored evaluation to compare with"
     try:
         derived = head_to_head(
-            evaluation, theirs, {"name": registry.model_name, "version": current}
+            evaluation, theirs, RegistryRef(name=registry.model_name, version=current)
         )
     except NotComparableError as error:
         return None, f"its evaluation and v{current}'s are not comparable: {error}"
@@ -228,11 +228,20 @@ def _promotion_tags(kind: str, reason: str, holder: str) -> dict[str, str]:
     }
 
 
+def reject_unusable(registry: Registry, version: str, error: EvaluationError) -> PromotionResult:
+    """Record a rejection of `version` whose evaluation cannot be gated, with the reason."""
+    result = PromotionResult(
+        registry.model_name, str(version), "rejected", [str(error)], None, None, None, None
+    )
+    record(registry, result)
+    return result
+
+
 def gate_and_promote(
     registry: Registry,
     version: str,
-    evaluation: Mapping[str, Any],
-    gate: GateSettings,
+    evaluation: Evaluation,
+    gate: GateConfig,
     *,
     promote: bool = True,
     holder: str | None = None,
@@ -246,16 +255,11 @@ def gate_and_promote(
     version = str(version)
     holder = holder or default_holder()
     try:
-        view = read_evaluation(evaluation)
-        decision = decide(view, gate)
+        decision = decide(evaluation, gate)
     except EvaluationError as error:
-        result = PromotionResult(
-            registry.model_name, version, "rejected", [str(error)], None, None, None, None
-        )
-        record(registry, result)
-        return result
-    check_version_matches(registry, version, view)
-    evaluated_model = view.evaluated_champion_model
+        return reject_unusable(registry, version, error)
+    check_version_matches(registry, version, evaluation)
+    evaluated_model = evaluation.evaluated_champion_model
     if evaluated_model is not None and evaluated_model != registry.model_name:
         raise RegistryError(
             f"the evaluation compared against a champion of {evaluated_model!r}, not of "
@@ -270,7 +274,7 @@ def gate_and_promote(
         decision=decision,
         champion_before=champion_now,
         champion_after=champion_now,
-        evaluated_champion=view.evaluated_champion,
+        evaluated_champion=evaluation.evaluated_champion,
     )
     if not decision.passed or not promote:
         base.outcome = "rejected" if not decision.passed else AWAITING
@@ -290,16 +294,18 @@ def gate_and_promote(
             f"gate passed against {'v' + current if current else 'the base model'}: "
             + "; ".join(decision.reasons[:3])
         )
-        if current != view.evaluated_champion:
+        if current != evaluation.evaluated_champion:
             verdict, basis = (
-                _head_to_head(registry, current, evaluation, view, gate)
+                _head_to_head(registry, current, evaluation, gate)
                 if current is not None
                 else (None, "the champion alias was removed meanwhile")
             )
             base.head_to_head = verdict
             if verdict is None or not verdict.passed:
                 evaluated = (
-                    "v" + view.evaluated_champion if view.evaluated_champion else "the base model"
+                    "v" + evaluation.evaluated_champion
+                    if evaluation.evaluated_champion
+                    else "the base model"
                 )
                 why = basis if verdict is None else "; ".join(verdict.reasons)
                 base.outcome = STALE
@@ -400,13 +406,3 @@ def rollback(registry: Registry, reason: str, *, holder: str | None = None) -> P
         None,
         kind="rollback",
     )
-
-
-def load_evaluation(path: Path) -> dict[str, Any]:
-    """evaluation.json from a file, or from a folder that holds one (a KFP artifact)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / EVALUATION_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no evaluation.json")
-    return json.loads(path.read_text(encoding="utf-8"))

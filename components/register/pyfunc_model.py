@@ -29,11 +29,14 @@ import mlflow.pyfunc
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from components.ingest import contract
+
 ARTIFACT_KEY = "captioner"
 BASE_MODEL_ENV = "UICAP_BASE_MODEL"
-IMAGE_COLUMN = "image"
-BBOX_COLUMN = "bbox"
-TEXT_COLUMNS = ("element_type", "text", "html", "action_type")
+# Serving takes the input contract's columns that the prompt is built from.
+IMAGE_COLUMN = contract.IMAGE_COLUMN
+BBOX_COLUMN = contract.BOX_COLUMN
+TEXT_COLUMNS = contract.PROMPT_COLUMNS
 INPUT_COLUMNS = (IMAGE_COLUMN, BBOX_COLUMN, *TEXT_COLUMNS)
 OUTPUT_COLUMN = "caption"
 # Set at load time only (where the base lives here, which device); stored empty.

@@ -22,7 +22,6 @@ extra is deleted.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from components.evaluate.result import EVALUATION_FILE, Evaluation
 from components.register import tags as T
 from components.register.client import (
     Registry,
@@ -41,14 +41,12 @@ from components.register.client import (
     describe_error,
     is_transient,
 )
-from components.register.gate import read_evaluation
 from components.register.pyfunc_model import ServingConfig, save_pyfunc
 
 log = logging.getLogger("uicap.register")
 
 MODEL_ARTIFACT_PATH = "model"
 EVALUATION_ARTIFACT_PATH = "evaluation"
-EVALUATION_FILE = "evaluation.json"
 CODE_VERSION_ENV = "UICAP_CODE_VERSION"
 RUN_STEP = "register"
 DESCRIPTION = (
@@ -92,22 +90,24 @@ class Registered:
 
 
 def read_lineage(data_dir: Path | None) -> DataLineage:
-    """The lineage facts of a prepared folder (`manifest.json`); empty without a folder."""
+    """The lineage facts of a prepared folder (its manifest); empty without a folder."""
+    from components.prepare.manifest import read_manifest
+
     if data_dir is None:
         return DataLineage()
-    path = Path(data_dir) / "manifest.json"
-    if not path.is_file():
-        raise RegistryError(f"{data_dir}: no manifest.json, so the data lineage is unknown")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    source = (manifest.get("ingest") or {}).get("source") or manifest.get("source") or {}
-    settings = manifest.get("settings") or {}
+    try:
+        manifest = read_manifest(Path(data_dir))
+    except FileNotFoundError:
+        raise RegistryError(
+            f"{data_dir}: no manifest.json, so the data lineage is unknown"
+        ) from None
     return DataLineage(
-        fingerprint=manifest.get("fingerprint"),
-        source=source.get("dataset"),
-        source_revision=source.get("resolved_revision"),
-        prompt_template_version=manifest.get("prompt_template_version"),
-        max_image_side=settings.get("max_image_side"),
-        html_budget=settings.get("html_budget"),
+        fingerprint=manifest.fingerprint,
+        source=manifest.source.dataset,
+        source_revision=manifest.source.resolved_revision,
+        prompt_template_version=manifest.prompt_template_version,
+        max_image_side=manifest.settings.max_image_side,
+        html_budget=manifest.settings.html_budget,
     )
 
 
@@ -158,50 +158,69 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def evaluation_tags(evaluation: Mapping[str, Any]) -> dict[str, str]:
+# Tag name -> the candidate's test metric it carries (the tag names predate the metric keys).
+_TAGGED_METRICS = {
+    "CIDEr": "CIDEr",
+    "semantic_similarity": "semantic_similarity",
+    "format_compliance": "format_compliance",
+    "BLEU_4": "Bleu_4",
+    "mean_words": "mean_words",
+}
+
+
+def evaluation_tags(evaluation: Evaluation) -> dict[str, str]:
     """The candidate's scores and its comparison with the baseline, as version tags."""
-    view = read_evaluation(evaluation)
-    candidate = (evaluation.get("models") or {}).get("candidate") or {}
-    test = candidate.get("test") or {}
-    general = candidate.get("general") or {}
+    candidate = evaluation.candidate
+    champion = evaluation.evaluated_champion
     found: dict[str, Any] = {
-        T.EVAL_BASELINE: view.baseline_role
-        + (f" v{view.evaluated_champion}" if view.evaluated_champion else ""),
-        T.EVAL_CHAMPION: view.evaluated_champion or "",
-        T.EVAL_TEST_SPLIT: ((evaluation.get("data") or {}).get("test") or {}).get("split_sha256"),
+        T.EVAL_BASELINE: evaluation.baseline_role + (f" v{champion}" if champion else ""),
+        T.EVAL_CHAMPION: champion or "",
+        T.EVAL_TEST_SPLIT: evaluation.data.test.split_sha256,
     }
-    for metric in T.EVAL_METRICS:
-        found[T.eval_metric(metric)] = test.get(metric)
-    found[T.eval_metric("general_CIDEr")] = general.get("CIDEr")
-    primary = view.comparison.get(view.primary_metric)
+    for tag in T.EVAL_METRICS:
+        found[T.eval_metric(tag)] = getattr(candidate.test, _TAGGED_METRICS[tag])
+    if candidate.general is not None:
+        found[T.eval_metric("general_CIDEr")] = candidate.general.CIDEr
+    diversity = evaluation.guards.caption_diversity
+    if diversity is not None:
+        found[T.eval_metric("distinct_share")] = diversity.candidate
+        found[T.eval_metric("top_caption_share")] = diversity.candidate_top_share
+    primary = evaluation.comparison.get(evaluation.primary_metric)
     if primary is not None:
         found[T.EVAL_DELTA] = primary.delta
         found[T.EVAL_CI_LOW] = primary.ci_low
         found[T.EVAL_CI_HIGH] = primary.ci_high
-    for name, guard in view.guards.items():
+    for name in type(evaluation.guards).model_fields:
+        guard = getattr(evaluation.guards, name)
         if guard is not None:
             found[T.guard_delta(name)] = guard.delta
     return {key: _fmt(value) for key, value in found.items() if value is not None}
 
 
-def evaluation_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
+def evaluation_metrics(evaluation: Evaluation) -> dict[str, float]:
     """The same numbers as run metrics (MLflow compares runs by metrics, not tags)."""
-    candidate = (evaluation.get("models") or {}).get("candidate") or {}
+    candidate = evaluation.candidate
     metrics: dict[str, float] = {}
-    for split in ("test", "general"):
-        for key, value in (candidate.get(split) or {}).items():
+    for split, scores in (("test", candidate.test), ("general", candidate.general)):
+        if scores is None:
+            continue
+        for key, value in scores.model_dump().items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 metrics[f"{split}.{key}"] = float(value)
-    for metric, result in (evaluation.get("comparison") or {}).items():
+    if evaluation.diversity is not None:
+        mine = evaluation.diversity.models["candidate"]
+        metrics["test.distinct_share"] = mine.distinct_share
+        metrics["test.top_caption_share"] = mine.top_share
+        metrics["references.distinct_share"] = evaluation.diversity.references.distinct_share
+    for metric, result in evaluation.comparison.items():
         for field in ("delta", "ci_low", "ci_high"):
-            if isinstance(result.get(field), (int, float)):
-                metrics[f"vs_baseline.{metric}.{field}"] = float(result[field])
+            metrics[f"vs_baseline.{metric}.{field}"] = float(getattr(result, field))
     return metrics
 
 
 def version_tags(
     model_dir: Path,
-    evaluation: Mapping[str, Any],
+    evaluation: Evaluation,
     lineage: DataLineage,
     pipeline_run_id: str,
     weights_sha256: str,
@@ -228,9 +247,9 @@ def version_tags(
     return {**tags, **evaluation_tags(evaluation)}
 
 
-def check_evaluation_matches(evaluation: Mapping[str, Any], weights_sha256: str) -> None:
+def check_evaluation_matches(evaluation: Evaluation, weights_sha256: str) -> None:
     """evaluation.json must be about these weights, or its numbers would tag the wrong model."""
-    evaluated = read_evaluation(evaluation).candidate_weights
+    evaluated = evaluation.candidate_weights
     if evaluated is not None and evaluated != weights_sha256:
         raise RegistryError(
             f"evaluation.json scored candidate weights {evaluated}, but the model to register has "
@@ -371,7 +390,7 @@ def _drop_duplicates(registry: Registry, pipeline_run_id: str) -> str:
 def register_candidate(
     registry: Registry,
     model_dir: Path,
-    evaluation: Mapping[str, Any],
+    evaluation: Evaluation,
     pipeline_run_id: str,
     *,
     data_dir: Path | None = None,
@@ -434,7 +453,7 @@ def register_candidate(
             step("model-saved")
             evaluation_dir = Path(scratch) / EVALUATION_ARTIFACT_PATH
             evaluation_dir.mkdir()
-            (evaluation_dir / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
+            evaluation.write(evaluation_dir / EVALUATION_FILE)
             client = registry.client
             client.log_artifacts(run_id, str(local_model), MODEL_ARTIFACT_PATH)
             client.log_artifacts(run_id, str(evaluation_dir), EVALUATION_ARTIFACT_PATH)

@@ -2,7 +2,9 @@
 
 A flat list of dozens of `training_*` flags is hard to read and easy to misspell; groups
 with `extra="forbid"` make a typo in a YAML file or an override a clear error instead of
-a silently ignored setting.
+a silently ignored setting. Fields that only change speed or bookkeeping carry
+`SPEED_ONLY` (components/step_config.py): the lineage key and the resume check both
+ignore them, and nothing else decides that.
 """
 
 from __future__ import annotations
@@ -12,13 +14,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from components.captioner.generation import GenerationConfig
+from components.config_overrides import apply_overrides
+from components.step_config import SPEED_ONLY, StepConfig
+from components.step_config import flatten as flatten_dict
+
+# How a part outside the text model trains: not at all, with LoRA, or in full.
+TuneMode = Literal["frozen", "lora", "full"]
 
 
-class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class _Group(StepConfig):
+    model_config = ConfigDict(validate_assignment=True)
 
 
 class LoraConfig(_Group):
@@ -27,7 +35,8 @@ class LoraConfig(_Group):
     rank: int = Field(16, ge=1)
     alpha: float = Field(32.0, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
-    # Regex over module names; None means the family's `lora_target_regex` (LM q/k/v/o).
+    # Regex over module names; None means the family's `lora_target_regex`: every linear
+    # projection of every text layer (attention, linear attention and MLP).
     target_regex: str | None = None
     # Modules trained in full next to the adapters, as MiniCPM-V's recipe does for the
     # resampler/merger and the embeddings (names as peft's `modules_to_save` takes them).
@@ -67,15 +76,17 @@ class BatchConfig(_Group):
     # DataLoader workers that load and encode images. None: none on a CPU-only machine
     # (there they would take the cores the training math runs on: measured slower on 2
     # cores), else up to 4 per process from the CPUs the node has.
-    num_workers: int | None = Field(None, ge=0)
+    num_workers: int | None = Field(None, ge=0, json_schema_extra=SPEED_ONLY)
     # Batches of similar length waste little on padding; records are shuffled within
     # mega-batches of `group_size` batches, then sorted by length.
     group_by_length: bool = True
     group_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(8, ge=1)
+    # The validation loss is token-weighted, so its batch size changes only how fast it
+    # is computed (and float rounding in the last digits).
+    eval_batch_size: int = Field(8, ge=1, json_schema_extra=SPEED_ONLY)
     # Encoded records (token ids + image tensors) kept in memory for later epochs and
     # validation passes, in MiB; 0 encodes every record every time.
-    encoding_cache_mb: int = Field(2048, ge=0)
+    encoding_cache_mb: int = Field(2048, ge=0, json_schema_extra=SPEED_ONLY)
     # Cap on validation records per evaluation (None: the whole split).
     eval_max_records: int | None = Field(None, ge=1)
 
@@ -88,12 +99,14 @@ class ScheduleConfig(_Group):
     max_steps: int | None = Field(None, ge=1)
     eval_steps: int = Field(50, ge=1)
     eval_at_start: bool = True
-    save_steps: int = Field(50, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
+    # Checkpoints hold the whole state, so when they are written (and how many are kept)
+    # never changes the weights; the best adapter is saved at evaluations, not here.
+    save_steps: int = Field(50, ge=1, json_schema_extra=SPEED_ONLY)
+    keep_checkpoints: int = Field(2, ge=1, json_schema_extra=SPEED_ONLY)
     # Evaluations without improvement before stopping early (None: never stop early).
     patience: int | None = Field(3, ge=1)
     min_delta: float = Field(0.0, ge=0)
-    log_steps: int = Field(1, ge=1)
+    log_steps: int = Field(1, ge=1, json_schema_extra=SPEED_ONLY)
 
 
 class TrainConfig(_Group):
@@ -112,6 +125,11 @@ class TrainConfig(_Group):
     # records: rehearsing what the base already knows keeps the fine-tune from erasing it
     # (the forgetting the evaluation's general holdout measures). Needs replay data.
     replay_fraction: float = Field(0.0, ge=0.0, le=4.0)
+    # The vision tower and the merger that feeds its tokens to the text model stay frozen
+    # by default (the base already sees; the task is in the text), with LoRA and with
+    # full=true alike; `lora` adapts their linears, `full` trains them in full.
+    tune_vision: TuneMode = "frozen"
+    tune_merger: TuneMode = "frozen"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
@@ -122,24 +140,14 @@ class TrainConfig(_Group):
     def _full_has_no_adapters(self) -> TrainConfig:
         if self.full and self.lora.modules_to_save:
             raise ValueError("lora.modules_to_save has no meaning with full=true (all is trained)")
+        towers = {"tune_vision": self.tune_vision, "tune_merger": self.tune_merger}
+        adapted = [f"{key}=lora" for key, mode in towers.items() if mode == "lora"]
+        if self.full and adapted:
+            raise ValueError(
+                f"{', '.join(adapted)} has no meaning with full=true (no adapters): "
+                "use full or frozen"
+            )
         return self
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set `group.key=value` pairs into a nested dict; values are parsed as YAML scalars."""
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {override!r} is not key=value (e.g. optim.lr=3e-4)")
-        *parents, leaf = key.strip().split(".")
-        node = data
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"override {override!r}: {part!r} is not a group")
-            node = child
-        node[leaf] = yaml.safe_load(raw) if raw.strip() else None
-    return data
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -151,7 +159,8 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
 def parse_config(
     text: str, overrides: list[str] | None = None, *, source: str = "config"
 ) -> TrainConfig:
-    """The config from YAML (or JSON) text, as a pipeline parameter carries it."""
+    """The config from YAML (or JSON) text, as a pipeline parameter carries it, then the
+    `key=value` overrides (the parser the pipeline settings use too)."""
     loaded = yaml.safe_load(text) if text.strip() else None
     if loaded is not None and not isinstance(loaded, dict):
         raise ValueError(f"{source}: a training config must be a mapping, not {type(loaded)}")
@@ -164,18 +173,9 @@ def parse_config(
 
 def flatten(config: TrainConfig) -> dict[str, Any]:
     """Dotted keys and plain values, as MLflow params want them."""
-
-    def walk(prefix: str, value: Any) -> dict[str, Any]:
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for key, item in value.items():
-                out.update(walk(f"{prefix}.{key}" if prefix else key, item))
-            return out
-        return {prefix: value}
-
-    return walk("", config.model_dump(mode="json"))
+    return flatten_dict(config.model_dump(mode="json"))
 
 
 def from_settings(settings: Any) -> TrainConfig:
-    """The training config of a pipeline run, from `pipelines.settings.Settings`."""
+    """The training config of a pipeline run, from the pipeline settings (their `train`)."""
     return settings.train.config()

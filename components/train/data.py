@@ -1,4 +1,6 @@
-"""Prepared splits as training batches: records, encoding in workers, length index, sampler.
+"""Prepared splits as training batches: encoding in workers, length index, sampler.
+
+The records come from the prepare package's one reader (`read_split`, `PreparedRecord`).
 
 Image preprocessing is the slow part of feeding a VLM, so it runs in DataLoader workers
 (`family.encode` inside `__getitem__`, `family.collate` as the collate function). One
@@ -10,92 +12,20 @@ sampler what it needs to keep padding small.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from components.captioner.families import EncodedTurn, TooLongError, Turn, VLMFamily
-from components.captioner.families import split_image_marker as _split_image_marker
+from components.captioner.families import EncodedTurn, TooLongError, VLMFamily
+from components.prepare.conversations import PreparedRecord
 
-SPLITS = ("train", "val", "test")
 TOO_LONG = "too_long"
-
-
-@dataclass(frozen=True)
-class PreparedRecord:
-    """One prepared example: where its image is, what the user asks, what the answer is."""
-
-    id: str
-    image: Path
-    prompt: str
-    answer: str
-
-    def turn(self) -> Turn:
-        with Image.open(self.image) as image:
-            return Turn(self.id, image.convert("RGB"), self.prompt, self.answer)
-
-
-def _field(record: dict[str, Any], name: str, where: str) -> Any:
-    if name not in record:
-        raise ValueError(f"{where}: missing field {name!r}")
-    return record[name]
-
-
-def parse_record(record: dict[str, Any], root: Path, where: str) -> PreparedRecord:
-    """A record of the prepared format, or an error naming the record and the field."""
-    record_id = str(_field(record, "id", where))
-    where = f"{where} (id {record_id})"
-    conversations = _field(record, "conversations", where)
-    if not isinstance(conversations, list) or len(conversations) != 2:
-        raise ValueError(
-            f"{where}: field 'conversations' must hold one user and one assistant turn"
-        )
-    user, assistant = conversations
-    if user.get("role") != "user" or assistant.get("role") != "assistant":
-        raise ValueError(f"{where}: field 'conversations' must be [user, assistant] in that order")
-    try:
-        prompt = _split_image_marker(str(user.get("content", "")))
-    except ValueError as error:
-        raise ValueError(f"{where}: field 'conversations[0].content': {error}") from error
-    answer = str(assistant.get("content", "")).strip()
-    if not answer:
-        raise ValueError(f"{where}: field 'conversations[1].content' (the answer) is empty")
-    image = root / str(_field(record, "image", where))
-    if not image.is_file():
-        raise ValueError(f"{where}: field 'image' points to a missing file {image}")
-    return PreparedRecord(record_id, image, prompt, answer)
-
-
-def read_split(prepared: Path, split: str) -> list[PreparedRecord]:
-    """All records of `split` from a prepared directory (`<split>.json`)."""
-    path = prepared / f"{split}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{prepared} has no {split}.json: is it a prepared directory?")
-    records = json.loads(path.read_text())
-    if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a JSON list of records")
-    parsed = [parse_record(r, prepared, f"{path.name}[{i}]") for i, r in enumerate(records)]
-    seen: set[str] = set()
-    for record in parsed:
-        if record.id in seen:
-            raise ValueError(f"{path.name}: id {record.id!r} appears twice")
-        seen.add(record.id)
-    return parsed
-
-
-def read_manifest(prepared: Path) -> dict[str, Any]:
-    """The prepare step's manifest (prompt template version, fingerprint), or {} if absent."""
-    path = prepared / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 @dataclass(frozen=True)

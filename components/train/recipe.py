@@ -33,20 +33,27 @@ from components.captioner.artifact import (
     write_metadata,
 )
 from components.captioner.families import IGNORE_INDEX, get_family
+from components.prepare.conversations import PreparedRecord, read_split
+from components.prepare.manifest import read_manifest
+from components.step_config import decisive
+from components.step_config import flatten as flatten_dict
 from components.train.checkpoints import MARKER, CheckpointStore
 from components.train.config import TrainConfig, flatten
 from components.train.data import (
     EncodingCache,
     LengthGroupedBatchSampler,
     LengthIndex,
-    PreparedRecord,
     TurnDataset,
     eval_batches,
     index_lengths,
     make_loader,
-    read_manifest,
-    read_split,
     resolve_workers,
+)
+from components.train.targets import (
+    adapted_modules,
+    adapter_targets,
+    frozen_towers,
+    trained_in_full,
 )
 from components.train.tracking import RunTracker
 
@@ -54,16 +61,7 @@ log = logging.getLogger("uicap.train")
 
 STATE_FILE = "trainer_state.json"
 INDEX_FILE = "length_index.json"
-# Test hook: the process sends itself a real SIGTERM right after this optimizer step.
-TEST_SIGTERM_ENV = "UICAP_TEST_SIGTERM_AT_STEP"
 PIPELINE_RUN_ENV = "UICAP_PIPELINE_RUN_ID"
-# Settings that may change between a run and its resumption without changing the result.
-_RESUMABLE_CHANGES = {
-    "batch.num_workers",
-    "schedule.save_steps",
-    "schedule.keep_checkpoints",
-    "schedule.log_steps",
-}
 
 
 class ResumeMismatchError(ValueError):
@@ -135,7 +133,11 @@ class TrainRecipe:
         self.state = TrainerState()
         self.family = get_family(config.family)
         self._stop_signal: int | None = None
+        # Modules with LoRA adapters by kind, and those trained in full next to them.
+        self.adapted: dict[str, int] = {}
+        self.in_full: list[str] = []
         self._previous_handler: Any = None
+        self._progress_lines = False  # log a line per logged step (no live bar to show it)
 
     # ------------------------------------------------------------------ run
     def run(self) -> Path:
@@ -190,7 +192,7 @@ class TrainRecipe:
         plugin = None
         if cfg.deepspeed:
             from components.train.deepspeed import deepspeed_config
-            from components.train.launch import ensure_single_process_env
+            from components.train.run import ensure_single_process_env
 
             ensure_single_process_env()
             plugin = DeepSpeedPlugin(
@@ -233,24 +235,39 @@ class TrainRecipe:
             )
         if cfg.full:
             model.requires_grad_(True)
+            for module in frozen_towers(cfg, self.family):
+                model.get_submodule(module).requires_grad_(False)
         else:
             from peft import LoraConfig as PeftLoraConfig
             from peft import get_peft_model
 
+            targets = adapter_targets(cfg, self.family)
             model = get_peft_model(
                 model,
                 PeftLoraConfig(
                     r=cfg.lora.rank,
                     lora_alpha=cfg.lora.alpha,
                     lora_dropout=cfg.lora.dropout,
-                    target_modules=cfg.lora.target_regex or self.family.lora_target_regex,
-                    modules_to_save=cfg.lora.modules_to_save or None,
+                    target_modules=targets.target_regex,
+                    modules_to_save=targets.modules_to_save or None,
                     bias="none",
                 ),
             )
+            self.adapted = adapted_modules(model, self.family)
+            self.in_full = trained_in_full(model, self.family)
         self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.total_params = sum(p.numel() for p in model.parameters())
         self.model = model
+        log.info(
+            "%s: %s; %d of %d parameters trainable",
+            cfg.family,
+            f"full fine-tune, frozen: {', '.join(frozen_towers(cfg, self.family)) or 'none'}"
+            if cfg.full
+            else f"LoRA on {sum(self.adapted.values())} modules {self.adapted}, "
+            f"in full: {', '.join(self.in_full) or 'none'}",
+            self.trainable,
+            self.total_params,
+        )
 
     def _setup_data(self) -> None:
         cfg, acc = self.config, self.accelerator
@@ -415,9 +432,9 @@ class TrainRecipe:
         return saved.step
 
     def _identity(self) -> dict[str, Any]:
-        settings = flatten(self.config)
-        for key in _RESUMABLE_CHANGES:
-            settings.pop(key, None)
+        # Speed-only settings (SPEED_ONLY on the field, which the lineage key reads too)
+        # may change between a run and its resumption: the result is the same.
+        settings = flatten_dict(decisive(self.config))
         return {
             "base_model": self.inputs.base_model,
             "data_key": self.data_key,
@@ -448,7 +465,7 @@ class TrainRecipe:
 
     def start_tracking(self) -> None:
         tags = {
-            "data_fingerprint": str(self.manifest.get("fingerprint", "")),
+            "data_fingerprint": self.manifest.fingerprint,
             "pipeline_run_id": self.inputs.pipeline_run_id or os.environ.get(PIPELINE_RUN_ENV, ""),
             "family": self.config.family,
             "base_model": self.inputs.base_model,
@@ -461,6 +478,9 @@ class TrainRecipe:
             "num_processes": self.accelerator.num_processes,
             "trainable_params": self.trainable,
             "total_params": self.total_params,
+            **{f"adapted.{kind}": count for kind, count in self.adapted.items()},
+            "adapted.total": sum(self.adapted.values()),
+            "trained_in_full": ",".join(self.in_full),
             "total_steps": self.total_steps,
             **{
                 f"records.{split}": len(self.index[split].kept) + len(self.index[split].skipped)
@@ -495,8 +515,10 @@ class TrainRecipe:
             st.eval_pending = False
             self._evaluate_and_track()
         batches = self._micro_batches()
+        live_bar = self._live_bar()
+        self._progress_lines = acc.is_main_process and not live_bar
         try:
-            with self._progress() as progress:
+            with self._progress(live_bar) as progress:
                 task = progress.add_task(
                     "train", total=self.total_steps, completed=st.step, loss=""
                 )
@@ -506,8 +528,8 @@ class TrainRecipe:
                     loss, tokens, samples, grad_norm = self._optimizer_step(batches)
                     st.step += 1
                     st.epoch, st.batch_in_epoch = self._position
-                    self._send_test_sigterm()
                     # One all-reduce per step: loss, tokens, samples and any stop request.
+                    # A signal that arrived before this line is honoured at this step.
                     totals = torch.tensor(
                         [loss, tokens, samples, self._stop_signal or 0],
                         dtype=torch.float64,
@@ -557,19 +579,31 @@ class TrainRecipe:
         st.runtime_s += elapsed
         st.train_loss_sum += loss
         st.train_loss_steps += 1
-        if st.step % self.config.schedule.log_steps == 0:
-            self.tracker.log_metrics(
-                {
-                    "loss": loss,
-                    "lr": self.scheduler.get_last_lr()[0],
-                    "grad_norm": grad_norm if grad_norm is not None else math.nan,
-                    "tokens_per_s": tokens / elapsed,
-                    "samples_per_s": samples / elapsed,
-                    "peak_memory_mb": peak_memory_mb(),
-                    "epoch": st.epoch + st.batch_in_epoch / self.micro_per_epoch,
-                },
-                step=st.step,
+        if st.step % self.config.schedule.log_steps != 0:
+            return
+        lr = self.scheduler.get_last_lr()[0]
+        if self._progress_lines:
+            log.info(
+                "step %d/%d loss %.4f lr %.3g grad_norm %s %.0f tokens/s",
+                st.step,
+                self.total_steps,
+                loss,
+                lr,
+                "n/a" if grad_norm is None else f"{grad_norm:.3g}",
+                tokens / elapsed,
             )
+        self.tracker.log_metrics(
+            {
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": grad_norm if grad_norm is not None else math.nan,
+                "tokens_per_s": tokens / elapsed,
+                "samples_per_s": samples / elapsed,
+                "peak_memory_mb": peak_memory_mb(),
+                "epoch": st.epoch + st.batch_in_epoch / self.micro_per_epoch,
+            },
+            step=st.step,
+        )
 
     def _after_step(self, stop_requested: bool) -> None:
         """At a step boundary: on a stop request checkpoint at once (a preempted pod has
@@ -587,16 +621,6 @@ class TrainRecipe:
             self._evaluate_and_track()
         if st.step % cfg.schedule.save_steps == 0 or last or st.stopped_early:
             self.save_checkpoint()
-
-    def _send_test_sigterm(self) -> None:
-        """The test hook: a real SIGTERM to this process right after step N."""
-        at = os.environ.get(TEST_SIGTERM_ENV)
-        if at is None or int(at) != self.state.step:
-            return
-        os.kill(os.getpid(), signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while self._stop_signal is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # let the interpreter run the handler before the flag is read
 
     def _micro_batches(self) -> Any:
         """Micro-batches from the saved position on, across epochs; tracks `self._position`."""
@@ -761,8 +785,8 @@ class TrainRecipe:
             base_model=self.inputs.base_model,
             base_revision=self.config.base_revision,
             family=self.config.family,
-            prompt_template_version=self.manifest.get("prompt_template_version"),
-            data_fingerprint=self.manifest.get("fingerprint"),
+            prompt_template_version=self.manifest.prompt_template_version,
+            data_fingerprint=self.manifest.fingerprint,
             generation=self.config.generation,
             train_config=self.config.model_dump(mode="json"),
             metrics=TrainMetrics(
@@ -802,7 +826,13 @@ class TrainRecipe:
             signal.signal(signal.SIGTERM, self._previous_handler)
             self._previous_handler = None
 
-    def _progress(self) -> Any:
+    def _live_bar(self) -> bool:
+        """A live bar only on a terminal: in pods, CI and pipes progress is logged as lines."""
+        from rich.console import Console
+
+        return self.inputs.progress and self.accelerator.is_main_process and Console().is_terminal
+
+    def _progress(self, live: bool) -> Any:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -820,7 +850,7 @@ class TrainRecipe:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            disable=not (self.inputs.progress and self.accelerator.is_main_process),
+            disable=not live,
         )
 
 

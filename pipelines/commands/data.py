@@ -16,6 +16,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from components.ingest import IngestManifest
+    from components.prepare.config import PrepareConfig
 
 console = Console()
 error_console = Console(stderr=True)
@@ -109,18 +110,33 @@ def prepare(
         Path, typer.Option(help="Output folder: train/val/test.json, images/, manifest.json.")
     ],
     max_image_side: Annotated[
-        int, typer.Option(help="Longest image side in pixels after resizing.", min=16)
-    ] = 1344,
+        int | None,
+        typer.Option(
+            help="Longest image side in pixels after resizing (default: PrepareConfig).", min=16
+        ),
+    ] = None,
     html_budget: Annotated[
-        int, typer.Option(help="Token budget of the surrounding HTML in the prompt.", min=0)
-    ] = 256,
+        int | None,
+        typer.Option(
+            help="Token budget of the surrounding HTML in the prompt (default: PrepareConfig).",
+            min=0,
+        ),
+    ] = None,
     split: Annotated[
-        str, typer.Option(help="train,val,test fractions; screens never cross splits.")
-    ] = "0.8,0.1,0.1",
-    seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = 0,
+        str | None,
+        typer.Option(
+            help="train,val,test fractions; screens never cross splits (default: PrepareConfig)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the split assignment (default: PrepareConfig).")
+    ] = None,
     workers: Annotated[
-        int, typer.Option(help="Worker processes that draw and encode images.", min=1)
-    ] = 1,
+        int | None,
+        typer.Option(
+            help="Worker processes that draw and encode images (default: PrepareConfig).", min=1
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Draw the target boxes, build the prompts, write the train/val/test conversations."""
@@ -129,16 +145,8 @@ def prepare(
     from components.prepare import prepare as prepare_dataset
 
     try:
-        manifest = prepare_dataset(
-            input_,
-            output,
-            max_image_side=max_image_side,
-            html_budget=html_budget,
-            split_fractions=split,
-            seed=seed,
-            workers=workers,
-            progress=progress,
-        )
+        config = prepare_config(max_image_side, html_budget, split, seed, workers)
+        manifest = prepare_dataset(input_, output, config, progress=progress)
     except (PrepareInputError, OutputExistsError, ValueError) as error:
         raise _fail("prepare", error, EXIT_BAD_INPUT) from error
     counts = manifest.counts
@@ -150,6 +158,29 @@ def prepare(
     table.add_row("fingerprint", manifest.fingerprint)
     table.add_row("output", str(output))
     console.print(table)
+
+
+def prepare_config(
+    max_image_side: int | None,
+    html_budget: int | None,
+    split: str | None,
+    seed: int | None,
+    workers: int | None,
+) -> PrepareConfig:
+    """The options given, over PrepareConfig's defaults (which live there, once)."""
+    from components.prepare.config import PrepareConfig
+    from components.prepare.splits import parse_fractions
+
+    given: dict[str, object] = {
+        "max_image_side": max_image_side,
+        "html_budget_tokens": html_budget,
+        "seed": seed,
+        "workers": workers,
+    }
+    if split is not None:
+        train, validation, test = parse_fractions(split)
+        given["splits"] = {"train": train, "validation": validation, "test": test}
+    return PrepareConfig.model_validate({k: v for k, v in given.items() if v is not None})
 
 
 def prepare_general(

@@ -52,11 +52,16 @@ def settings_for(profile: str, overrides: list[str] | None) -> Settings:
 
 
 def open_registry(profile: str, overrides: list[str] | None, tracking_uri: str | None) -> Registry:
-    from components.register.client import RegistryError, RegistryUnavailableError, connect
+    from components.register.client import (
+        RegistryError,
+        RegistryUnavailableError,
+        command_line_registry,
+        connect,
+    )
 
     settings = settings_for(profile, overrides)
     try:
-        return connect(settings.registry, tracking_uri)
+        return connect(command_line_registry(settings.registry, tracking_uri))
     except (RegistryUnavailableError, RegistryError) as error:
         raise fail(str(error)) from None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +12,10 @@ from rich.panel import Panel
 
 console = Console()
 errors = Console(stderr=True)
+
+# Off a terminal (CI, `make run > log`) rich would wrap at 80 columns, and the decision's
+# reasons would take two lines each; a log file has room for one.
+LOG_WIDTH = 120
 
 # What a scheduler reads: success whether the candidate was promoted, rejected or there
 # was nothing new; failure when the run did not finish.
@@ -31,15 +34,23 @@ def _load(profile: str, overrides: list[str] | None, config: Path | None) -> Any
         raise typer.Exit(EXIT_USAGE) from None
 
 
+def _summary_console() -> Console:
+    """The terminal's width on a terminal; elsewhere a wide line, so nothing wraps."""
+    terminal = Console()
+    return terminal if terminal.is_terminal else Console(width=max(terminal.width, LOG_WIDTH))
+
+
 def _print_summary(result: Any) -> None:
+    from components.evaluate.result import load_evaluation
     from pipelines.commands.evaluate import results_table
 
     outcome, settings = result.outcome, result.settings
+    console = _summary_console()
 
     gate = outcome.steps.get("gate", {})
     evaluation_path = gate.get("evaluation")
     if evaluation_path and Path(evaluation_path).is_file():
-        console.print(results_table(json.loads(Path(evaluation_path).read_text())))
+        console.print(results_table(load_evaluation(Path(evaluation_path))))
     colour = {"promoted": "green", "no new data": "cyan"}.get(outcome.decision, "yellow")
     if outcome.status != "SUCCEEDED":
         colour = "red"
@@ -54,6 +65,7 @@ def _print_summary(result: Any) -> None:
     where = []
     if result.report is not None:
         where.append(f"report: {result.report}")
+    where.append(f"logs: {result.logs}")
     uri = settings.registry.tracking_uri
     where += [f"MLflow: {uri}", f"browse it: mlflow ui --backend-store-uri {uri}"]
     for line in where:
@@ -73,8 +85,21 @@ def run(
     override: Annotated[
         list[str] | None, typer.Option("--set", help="Setting override key=value (repeatable).")
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Stream kfp.local's full task logs here too (they always go to "
+            "runs/<timestamp>/logs/).",
+        ),
+    ] = False,
 ) -> None:
-    """Run the whole retraining pipeline locally: ingest to promotion, then a summary."""
+    """Run the whole retraining pipeline locally: ingest to promotion, then a summary.
+
+    One line per step as it starts and ends (status, duration, one figure); each step's
+    full log is in `<workdir>/runs/<timestamp>/logs/<step>.log`, and a failed step's last
+    lines are printed with that path.
+    """
     from pipelines.local_run import LocalRunError, local_settings, run_pipeline
     from pipelines.settings import SettingsError
 
@@ -84,7 +109,7 @@ def run(
         errors.print(f"[red]error:[/] {escape(str(error))}")
         raise typer.Exit(EXIT_USAGE) from None
     try:
-        result = run_pipeline(settings, dataset=dataset)
+        result = run_pipeline(settings, dataset=dataset, verbose=verbose)
     except (LocalRunError, FileNotFoundError, ValueError) as error:
         errors.print(f"[red]error:[/] {escape(str(error))}")
         raise typer.Exit(EXIT_FAILED) from None

@@ -38,7 +38,7 @@ def register(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Log the model as an MLflow pyfunc model and register it as a version (alias challenger)."""
-    from components.register.promotion import load_evaluation
+    from components.evaluate.result import EvaluationError, load_evaluation
     from components.register.pyfunc_model import ServingConfig
     from components.register.registration import read_lineage, register_candidate
 
@@ -59,7 +59,7 @@ def register(
             data_dir=data,
             serving=serving,
         )
-    except registry_errors() as error:
+    except (*registry_errors(), EvaluationError) as error:
         raise fail(str(error)) from None
     state = "registered" if registered.created else "already registered as"
     alias = f", alias {registry.challenger_alias}" if registered.challenger else ""
@@ -80,14 +80,18 @@ def gate(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Decide whether VERSION may replace the champion, record why, and promote it if so."""
-    from components.register.promotion import gate_and_promote, load_evaluation
+    from components.evaluate.result import EvaluationError, load_evaluation
+    from components.register.promotion import gate_and_promote, reject_unusable
 
     settings = settings_for(profile, overrides)
     registry = open_registry(profile, overrides, tracking_uri)
     try:
-        result = gate_and_promote(
-            registry, version, load_evaluation(evaluation), settings.gate, promote=promote
-        )
+        try:
+            evaluated = load_evaluation(evaluation)
+        except EvaluationError as error:  # recorded on the version as a rejection
+            result = reject_unusable(registry, version, error)
+        else:
+            result = gate_and_promote(registry, version, evaluated, settings.gate, promote=promote)
     except registry_errors() as error:
         raise fail(str(error)) from None
     if output is not None:

@@ -32,10 +32,11 @@ def _use_tracking(
     environment, which would follow every later step in this process."""
     import mlflow
 
-    from components.register.client import resolve_tracking_uri
+    from components.register.client import command_line_registry, resolve_uris
     from pipelines.commands.models import settings_for
 
-    uri = resolve_tracking_uri(tracking_uri, settings_for(profile, overrides).registry)
+    registry = settings_for(profile, overrides).registry
+    uri, _ = resolve_uris(command_line_registry(registry, tracking_uri))
     saved = {name: os.environ.get(name) for name in URI_VARIABLES}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -59,16 +58,11 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Fine-tune the captioner; re-running the same command resumes an interrupted run."""
-    from components.train.launch import exec_torchrun, launched_by_torchrun
+    from components.train.config import load_config
+    from components.train.run import TrainJob, exec_torchrun, launched_by_torchrun
 
     if nproc_per_node < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--nproc-per-node")
-    if nproc_per_node > 1 and not launched_by_torchrun():
-        exec_torchrun(nproc_per_node, sys.argv[1:])
-
-    from components.train.config import load_config
-    from components.train.recipe import Preempted, ResumeMismatchError, RunInputs, TrainRecipe
-
     overrides = list(set_ or [])
     if family:
         overrides.append(f"family={family}")
@@ -80,24 +74,28 @@ def train(
         train_config = load_config(config, overrides)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--config/--set") from error
-    configure_logging()
-    remote = checkpoint_dir if checkpoint_dir and checkpoint_dir.startswith("gs://") else None
-    inputs = RunInputs(
-        data=data,
+    job = TrainJob(
+        config=train_config,
+        data=str(data),
         base_model=base_model,
-        output=output,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir and not remote else None,
-        checkpoint_mirror=remote,
-        replay_data=replay_data,
+        output=str(output),
+        checkpoint_dir=checkpoint_dir,
+        replay_data=str(replay_data) if replay_data else None,
         tracking_uri=tracking_uri,
         tracking=tracking,
         pipeline_run_id=pipeline_run_id,
         resume=resume,
         progress=progress,
     )
-    recipe = TrainRecipe(train_config, inputs)
+    if nproc_per_node > 1 and not launched_by_torchrun():
+        exec_torchrun(nproc_per_node, job)  # the train package's entry point, N times
+
+    from components.train.recipe import Preempted, ResumeMismatchError
+    from components.train.run import describe, train
+
+    configure_logging()
     try:
-        recipe.run()
+        recipe = train(job)
     except Preempted as stop:
         console.print(f"[yellow]stopped:[/] {stop}")
         raise typer.Exit(128 + stop.signum) from None
@@ -105,11 +103,4 @@ def train(
         console.print(f"[red]cannot resume:[/] {error}")
         raise typer.Exit(2) from None
     if recipe.accelerator.is_main_process:
-        st = recipe.state
-        skipped = {split: item.skipped_counts() for split, item in recipe.index.items()}
-        console.print(
-            f"[green]trained[/] {train_config.family} "
-            f"({'full' if train_config.full else 'LoRA'}) for {st.step} steps: "
-            f"val loss {st.initial_val_loss or float('nan'):.4f} -> best {st.best_val_loss:.4f} "
-            f"at step {st.best_step}; skipped {skipped} -> {output}"
-        )
+        console.print(describe(recipe), markup=False, highlight=False)

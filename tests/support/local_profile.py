@@ -32,11 +32,5 @@ def local_profile(tmp_path_factory: pytest.TempPathFactory) -> LocalProfile:
     assets = ensure_local_assets(workdir, settings.model.family, settings.prepare.max_image_side)
     ingest(str(assets.ui_dataset), workdir / "ingested")
     prepared = workdir / "prepared"
-    prepare(
-        workdir / "ingested",
-        prepared,
-        max_image_side=settings.prepare.max_image_side,
-        html_budget=settings.prepare.html_budget_tokens,
-        workers=2,
-    )
+    prepare(workdir / "ingested", prepared, settings.prepare.model_copy(update={"workers": 2}))
     return LocalProfile(settings, assets, prepared)

@@ -7,8 +7,9 @@
 - `make_artifact` writes a real model artifact (PEFT adapter + processor + uicap_model.json)
   over the tiny base in a second, with LoRA weights drawn from a seed, so different seeds
   are different models; no training is needed where only the registry is under test.
-- `evaluation_for` writes an evaluation.json in schema 1 with per-record scores, for tests
-  of the registry logic; the tests of the gate's four failure modes use real evaluations.
+- `evaluation_for` builds an `Evaluation` (the model of evaluation.json) with per-record
+  scores, for tests of the gate and registry logic; the tests of the gate's failure modes
+  use real evaluations.
 """
 
 from __future__ import annotations
@@ -24,8 +25,29 @@ from typing import Any
 import numpy as np
 import pytest
 
+from components.evaluate.diversity import caption_diversity
+from components.evaluate.result import (
+    BaselineRole,
+    Comparison,
+    DataInputs,
+    DiversityGuard,
+    DiversitySection,
+    Evaluation,
+    GenerationFacts,
+    GuardResult,
+    Guards,
+    Identity,
+    ModelResult,
+    PredictionRow,
+    Predictions,
+    RegistryRef,
+    ScoringFacts,
+    SplitData,
+    SplitMetrics,
+    SplitSeconds,
+)
 from components.register.client import HTTP_DEFAULTS
-from pipelines.settings import RegistrySettings
+from components.register.config import RegistryConfig
 from tests.support.servers import forget_mlflow_uris
 from tests.support.train_data import tiny_base, write_prepared
 
@@ -66,9 +88,9 @@ def tracking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture
-def registry_settings() -> RegistrySettings:
+def registry_settings() -> RegistryConfig:
     suffix = uuid.uuid4().hex[:10]
-    return RegistrySettings(
+    return RegistryConfig(
         model_name=f"ui-element-captioner-{suffix}", experiment_name=f"uicap-test-{suffix}"
     )
 
@@ -78,13 +100,16 @@ def registry_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared folder whose manifest carries what prepare records for lineage and serving."""
     root = tmp_path_factory.getbasetemp() / "registry-data"
     if not (root / "manifest.json").exists():
-        write_prepared(root, train=8, val=4, test=6, seed=3)
-        manifest = json.loads((root / "manifest.json").read_text())
-        manifest["settings"] = {"max_image_side": 448, "html_budget": 128}
-        manifest["ingest"] = {
-            "source": {"dataset": "uicap/ui-interactions", "resolved_revision": SOURCE_REVISION}
-        }
-        (root / "manifest.json").write_text(json.dumps(manifest))
+        write_prepared(
+            root,
+            train=8,
+            val=4,
+            test=6,
+            seed=3,
+            max_image_side=448,
+            html_budget=128,
+            source=("uicap/ui-interactions", SOURCE_REVISION),
+        )
     return root
 
 
@@ -141,22 +166,64 @@ def weights_sha(artifact: Path) -> str:
     return directory_sha256(artifact / "adapter")
 
 
-def _comparison(candidate: np.ndarray, baseline: np.ndarray, metric: str) -> dict[str, Any]:
+def _comparison(candidate: np.ndarray, baseline: np.ndarray, metric: str) -> Comparison:
     delta = candidate - baseline
     rng = np.random.default_rng(0)
     draws = rng.integers(0, len(delta), size=(1000, len(delta)))
     means = delta[draws].mean(axis=1)
     low, high = np.quantile(means, [0.025, 0.975])
-    return {
-        "metric": metric,
-        "candidate": float(candidate.mean()),
-        "baseline": float(baseline.mean()),
-        "delta": float(delta.mean()),
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "confidence": 0.95,
-        "n": len(delta),
-    }
+    return Comparison(
+        metric=metric,
+        candidate=float(candidate.mean()),
+        baseline=float(baseline.mean()),
+        delta=float(delta.mean()),
+        ci_low=float(low),
+        ci_high=float(high),
+        confidence=0.95,
+        share_better=float((means > 0).mean()),
+        p_value=float((means <= 0).mean()),
+        resamples=1000,
+        seed=0,
+        n=len(delta),
+    )
+
+
+def split_metrics(cider: float, similarity: float, format_ok: float, n: int) -> SplitMetrics:
+    """The metrics `uicap score` prints, with the three the gate reads set."""
+    return SplitMetrics(
+        Bleu_1=cider / 2,
+        Bleu_2=cider / 3,
+        Bleu_3=cider / 4,
+        Bleu_4=cider / 5,
+        METEOR=cider / 4,
+        ROUGE_L=cider / 2,
+        CIDEr=cider,
+        semantic_similarity=similarity,
+        format_compliance=format_ok,
+        mean_words=6.0,
+        n=n,
+        format_violations={},
+        max_words=25,
+        similarity_model="minilm",
+        unavailable={},
+    )
+
+
+def identity_of(
+    reference: str, weights_sha256: str | None, registry: RegistryRef | None
+) -> Identity:
+    return Identity(
+        reference=reference,
+        kind="artifact" if weights_sha256 else "plain",
+        location=reference,
+        revision=None,
+        family="minicpmv4_6",
+        base_model="tiny-base",
+        base_revision=None,
+        weights_sha256=weights_sha256,
+        registry=registry,
+        metadata=None,
+    )
 
 
 def evaluation_for(
@@ -168,12 +235,14 @@ def evaluation_for(
     format_drop: float = 0.0,
     general_drop: float = 0.0,
     records: int = 40,
-) -> dict[str, Any]:
-    """evaluation.json of a candidate whose per-record CIDEr centres on `quality`.
+    distinct_captions: int | None = None,
+) -> Evaluation:
+    """An evaluation of a candidate whose per-record CIDEr centres on `quality`.
 
     The baseline (`champion` = (name, version), else the base) centres on
     `baseline_quality`; both share the records, the data hashes and the scoring, as two
-    pipeline runs evaluated against the same champion would.
+    pipeline runs evaluated against the same champion would. Every reference and every
+    caption is distinct, unless `distinct_captions` says how many the candidate has.
     """
     spread = np.linspace(-0.1, 0.1, records)
     scores = {
@@ -189,18 +258,46 @@ def evaluation_for(
         "candidate": np.full(8, 0.8 - general_drop) + np.linspace(-0.05, 0.05, 8),
         "baseline": np.full(8, 0.8) + np.linspace(-0.05, 0.05, 8),
     }
-    baseline_role = "champion" if champion else "base"
+    baseline_role: BaselineRole = "champion" if champion else "base"
+    kinds = distinct_captions or records
+    captions = {
+        "candidate": [
+            f"Opens page {index % kinds} of {candidate_sha}." for index in range(records)
+        ],
+        "baseline": [f"Shows item {index}." for index in range(records)],
+    }
 
-    def rows(values: dict[str, np.ndarray], prefix: str, with_format: bool) -> list[dict]:
+    def rows(values: dict[str, np.ndarray], prefix: str, with_format: bool) -> list[PredictionRow]:
         out = []
         for index in range(len(values["candidate"])):
-            row: dict[str, Any] = {"id": f"{prefix}-{index}", "CIDEr": {}, "format_ok": {}}
-            row["semantic_similarity"] = {}
+            row: dict[str, dict[str, Any]] = {
+                "captions": {},
+                "CIDEr": {},
+                "semantic_similarity": {},
+                "format_ok": {},
+                "format_violations": {},
+            }
             for role, key in (("candidate", "candidate"), (baseline_role, "baseline")):
+                row["captions"][role] = captions[key][index % records]
                 row["CIDEr"][role] = float(values[key][index])
                 row["semantic_similarity"][role] = float(similarity[key][index % records])
-                row["format_ok"][role] = bool(format_ok[key][index]) if with_format else True
-            out.append(row)
+                ok = bool(format_ok[key][index]) if with_format else True
+                row["format_ok"][role] = ok
+                row["format_violations"][role] = [] if ok else ["multiple_sentences"]
+            out.append(
+                PredictionRow(
+                    id=f"{prefix}-{index}",
+                    element_type="button",
+                    image=f"images/{prefix}-{index}.png",
+                    prompt="What does it do?",
+                    reference=f"Opens record {prefix}-{index}.",
+                    delta={
+                        metric: row[metric]["candidate"] - row[metric][baseline_role]
+                        for metric in ("CIDEr", "semantic_similarity")
+                    },
+                    **row,
+                )
+            )
         return out
 
     comparison = {
@@ -214,53 +311,109 @@ def evaluation_for(
             "format_compliance",
         ),
     }
-    general_cmp = _comparison(general["candidate"], general["baseline"], "CIDEr")
-
-    def guard(result: dict[str, Any], split: str) -> dict[str, Any]:
-        keys = ("metric", "candidate", "baseline", "delta", "ci_low", "ci_high")
-        return {"split": split, **{key: result[key] for key in keys}}
-
-    models: dict[str, Any] = {
-        "candidate": {
-            "identity": {"weights_sha256": candidate_sha, "registry": None},
-            "test": {"CIDEr": comparison["CIDEr"]["candidate"]},
-            "general": {"CIDEr": general_cmp["candidate"]},
-        },
-        "base": {"identity": {"location": "tiny-base", "revision": None, "registry": None}},
+    general_cmp = {
+        "CIDEr": _comparison(general["candidate"], general["baseline"], "CIDEr"),
+        "semantic_similarity": _comparison(
+            similarity["candidate"][:8], similarity["baseline"][:8], "semantic_similarity"
+        ),
     }
+
+    def result(key: str, identity: Identity) -> ModelResult:
+        return ModelResult(
+            identity=identity,
+            test=split_metrics(
+                comparison["CIDEr"].candidate
+                if key == "candidate"
+                else comparison["CIDEr"].baseline,
+                float(similarity[key].mean()),
+                float(format_ok[key].mean()),
+                records,
+            ),
+            general=split_metrics(float(general[key].mean()), 0.6, 1.0, 8),
+            generation_seconds=SplitSeconds(test=1.0, general=0.5),
+        )
+
+    models = {"candidate": result("candidate", identity_of("candidate", candidate_sha, None))}
     if champion:
         name, version = champion
-        models["champion"] = {
-            "identity": {
-                "registry": {"name": name, "version": version, "uri": f"models:/{name}@champion"},
-                "weights_sha256": f"sha256:champion-{version}",
-            }
-        }
-    return {
-        "schema_version": 1,
-        "primary_metric": "CIDEr",
-        "baseline_role": baseline_role,
-        "models": models,
-        "comparison": comparison,
-        "guards": {
-            "semantic_similarity": guard(comparison["semantic_similarity"], "test"),
-            "format_compliance": guard(comparison["format_compliance"], "test"),
-            "general_holdout": guard(general_cmp, "general"),
+        registry = RegistryRef(name=name, version=version, uri=f"models:/{name}@champion")
+        models["champion"] = result(
+            "baseline",
+            identity_of(f"models:/{name}@champion", f"sha256:champion-{version}", registry),
+        )
+    else:
+        models["base"] = result("baseline", identity_of("tiny-base", None, None))
+    test_rows = rows(scores, "t", True)
+    diversity = DiversitySection(
+        split="test",
+        references=caption_diversity([row.reference for row in test_rows]),
+        models={
+            "candidate": caption_diversity(captions["candidate"]),
+            baseline_role: caption_diversity(captions["baseline"]),
         },
-        "data": {
-            "test": {"split_sha256": "sha256:test-split"},
-            "general": {"split_sha256": "sha256:general-split"},
-        },
-        "scoring": {"similarity_model": "minilm", "max_words": 25, "resamples": 1000, "seed": 0},
-        "generation": {"max_new_tokens": 24, "decoding": "greedy"},
-        "predictions": {
-            "test": rows(scores, "t", True),
-            "general": rows(general, "g", False),
-        },
-    }
+    )
+    split = {"path": "/data/prepared", "n": records, "fingerprint": "sha256:data"}
+    return Evaluation(
+        schema_version=1,
+        created_at="2025-01-01T00:00:00+00:00",
+        uicap_version=None,
+        primary_metric="CIDEr",
+        baseline_role=baseline_role,
+        roles=list(models),
+        models=models,
+        comparison=comparison,
+        comparison_with_base=None,
+        general_comparison=general_cmp,
+        guards=Guards(
+            semantic_similarity=GuardResult.of(comparison["semantic_similarity"], "test"),
+            format_compliance=GuardResult.of(comparison["format_compliance"], "test"),
+            general_holdout=GuardResult.of(general_cmp["CIDEr"], "general"),
+            caption_diversity=DiversityGuard.of(
+                diversity.models["candidate"], diversity.references, "test"
+            ),
+        ),
+        diversity=diversity,
+        per_element_type={},
+        data=DataInputs(
+            test=SplitData(
+                split="test",
+                prompt_template_version="ui-caption-v1",
+                split_sha256="sha256:test-split",
+                **split,
+            ),
+            general=SplitData(
+                split="test",
+                prompt_template_version="general-v1",
+                split_sha256="sha256:general-split",
+                **{**split, "n": 8},
+            ),
+        ),
+        generation=GenerationFacts(
+            decoding="greedy",
+            num_beams=1,
+            do_sample=False,
+            max_new_tokens=24,
+            batch_size=8,
+            batch_order="longest prompt first",
+            stop="end of turn",
+            device="cpu",
+            dtype="float32",
+        ),
+        scoring=ScoringFacts(
+            similarity_model="minilm",
+            max_words=25,
+            resamples=1000,
+            seed=0,
+            confidence=0.95,
+            unavailable={},
+        ),
+        predictions=Predictions(test=test_rows, general=rows(general, "g", False)),
+        warnings=[],
+    )
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> Path:
+def write_json(path: Path, payload: dict[str, Any] | Evaluation) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload))
+    data = payload.to_dict() if isinstance(payload, Evaluation) else payload
+    path.write_text(json.dumps(data))
     return path

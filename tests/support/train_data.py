@@ -14,6 +14,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from components.ingest.manifest import Gate, IngestCounts, IngestManifest, SourceInfo
+from components.prepare.manifest import (
+    GeneralCounts,
+    GeneralManifest,
+    PrepareCounts,
+    PrepareManifest,
+    PrepareSettings,
+)
+
 QUESTION = "In a short sentence, what does the action outlined with a magenta rectangle do?"
 TEMPLATES = {
     "button": ("click", "Submits the {} form."),
@@ -77,24 +86,63 @@ def _record(rng: random.Random, index: int, split: str, root: Path, padding: int
     }
 
 
+def _source(dataset: str, revision: str) -> SourceInfo:
+    return SourceInfo(
+        dataset=dataset,
+        kind="hub-layout folder",
+        requested_revision=None,
+        resolved_revision=revision,
+        split="train",
+        column_map={"name": "test"},
+    )
+
+
 def write_prepared(
-    root: Path, train: int = 48, val: int = 16, test: int = 8, seed: int = 0, too_long: int = 0
+    root: Path,
+    train: int = 48,
+    val: int = 16,
+    test: int = 8,
+    seed: int = 0,
+    too_long: int = 0,
+    *,
+    max_image_side: int | None = 448,
+    html_budget: int = 128,
+    source: tuple[str, str] = ("tests/ui-records", "sha256:test-source"),
 ) -> Path:
-    """A prepared directory; `too_long` train records carry HTML far beyond any small budget."""
+    """A prepared directory with the manifest prepare writes; `too_long` train records carry
+    HTML far beyond any small budget. `source` is the (dataset, revision) it came from."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
-    counts = {"train": train, "val": val, "test": test}
-    for split, count in counts.items():
+    counts = {"train": train + too_long, "val": val, "test": test}
+    screens: dict[str, int] = {}
+    for split, count in {"train": train, "val": val, "test": test}.items():
         records = [_record(rng, i, split, root, padding=rng.randint(0, 6)) for i in range(count)]
         if split == "train":
             records += [_record(rng, count + i, split, root, padding=400) for i in range(too_long)]
         (root / f"{split}.json").write_text(json.dumps(records, indent=1))
-    manifest = {
-        "prompt_template_version": "test-v1",
-        "fingerprint": f"sha256:test-{seed}-{train}-{val}-{too_long}",
-        "counts": counts,
-    }
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        screens[split] = len({record["screen_id"] for record in records})
+    kept = sum(counts.values())
+    PrepareManifest(
+        prompt_template_version="test-v1",
+        fingerprint=f"sha256:test-{seed}-{train}-{val}-{too_long}",
+        input_fingerprint=f"sha256:ingest-test-{seed}",
+        settings=PrepareSettings(
+            max_image_side=max_image_side,
+            html_budget=html_budget,
+            split_fractions=(0.8, 0.1, 0.1),
+            seed=seed,
+        ),
+        counts=PrepareCounts(in_=kept, duplicates_removed=0, kept=kept, **counts),
+        groups=screens,
+        duplicates=[],
+        ingest=IngestManifest(
+            source=_source(*source),
+            fingerprint=f"sha256:ingest-test-{seed}",
+            counts=IngestCounts(in_=kept, kept=kept, quarantined=0),
+            gate=Gate(max_quarantine_fraction=0.05, quarantined_fraction=0.0, passed=True),
+            quarantine=[],
+        ),
+    ).write(root)
     return root
 
 
@@ -138,11 +186,21 @@ def write_general(root: Path, train: int = 48, val: int = 16, seed: int = 1) -> 
     """A prepared directory of general captions, for warming up a random base."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
-    for split, count in {"train": train, "val": val, "test": 4}.items():
+    counts = {"train": train, "val": val, "test": 4}
+    for split, count in counts.items():
         records = [_scene(rng, i, split, root) for i in range(count)]
         (root / f"{split}.json").write_text(json.dumps(records, indent=1))
-    manifest = {"prompt_template_version": "general-v1", "fingerprint": f"sha256:general-{seed}"}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    kept = sum(counts.values())
+    GeneralManifest(
+        prompt_template_version="general-v1",
+        fingerprint=f"sha256:general-{seed}",
+        source=_source("tests/general-scenes", f"sha256:general-source-{seed}"),
+        settings=PrepareSettings(
+            max_image_side=448, html_budget=0, split_fractions=(0.8, 0.1, 0.1), seed=seed
+        ),
+        counts=GeneralCounts(in_=kept, kept=kept, quarantined=0, **counts),
+        quarantine=[],
+    ).write(root)
     return root
 
 

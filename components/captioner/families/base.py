@@ -57,8 +57,14 @@ class VLMFamily(ABC):
     """The small interface that hides what differs between VLMs."""
 
     name: str
-    # Regex over module names: the language model's attention projections by default.
+    # Regex over module names: every linear projection of every text layer.
     lora_target_regex: str
+    # The vision tower and the merger into the text model, frozen unless a setting tunes
+    # them: module names to train in full, and regexes of their linears for LoRA.
+    vision_modules: tuple[str, ...]
+    vision_lora_regex: str
+    merger_modules: tuple[str, ...]
+    merger_lora_regex: str
 
     @abstractmethod
     def load(

@@ -21,9 +21,19 @@ from components.captioner.families.base import (
     VLMFamily,
 )
 
-_LM_ATTENTION = (
-    r".*\.(language_model|text_model)\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
+# Every linear projection of every text layer: a target that stops at attention leaves
+# most of a hybrid model frozen (Qwen3.5, MiniCPM-V 4.6's text model, mixes tokens with
+# gated-deltanet linear attention in three layers of four).
+_LLAMA_LINEARS = r"self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj)"
+_QWEN3_5_LINEARS = (
+    r"self_attn\.(q_proj|k_proj|v_proj|o_proj)"
+    r"|linear_attn\.(in_proj_qkv|in_proj_z|in_proj_a|in_proj_b|out_proj)"
+    r"|mlp\.(gate_proj|up_proj|down_proj)"
 )
+
+
+def _text_layers(model: str, linears: str) -> str:
+    return rf".*\.{model}\.layers\.\d+\.({linears})"
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,15 @@ class NativeSpec:
     answer_prefix: str = ""
     # Vision tensors packed along the last axis (NaViT) instead of the batch axis.
     packed_last_axis: tuple[str, ...] = ()
-    lora_target_regex: str = _LM_ATTENTION
+    # LoRA's default targets: every linear of every text layer (module-name regex).
+    lora_target_regex: str = _text_layers("language_model", _LLAMA_LINEARS)
+    # The vision tower and the merger (projector) that feeds its tokens to the text model:
+    # the modules `tune_vision` / `tune_merger` train in full, and the regexes of their
+    # linears that they adapt with LoRA. Both are frozen by default.
+    vision_modules: tuple[str, ...] = ()
+    vision_lora_regex: str = ""
+    merger_modules: tuple[str, ...] = ()
+    merger_lora_regex: str = ""
 
 
 class NativeFamily(VLMFamily):
@@ -44,6 +62,10 @@ class NativeFamily(VLMFamily):
         self.spec = spec
         self.name = spec.name
         self.lora_target_regex = spec.lora_target_regex
+        self.vision_modules = spec.vision_modules
+        self.vision_lora_regex = spec.vision_lora_regex
+        self.merger_modules = spec.merger_modules
+        self.merger_lora_regex = spec.merger_lora_regex
 
     def load(
         self,
@@ -170,13 +192,52 @@ class NativeFamily(VLMFamily):
         processor.save_pretrained(output)
 
 
+_QWEN2_VL_TOWER = {
+    "vision_modules": ("model.visual.patch_embed", "model.visual.blocks"),
+    "vision_lora_regex": r"model\.visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))",
+    "merger_modules": ("model.visual.merger",),
+    "merger_lora_regex": r"model\.visual\.merger\.mlp\.\d+",
+}
+_SIGLIP_LINEARS = r"self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.(fc1|fc2)"
+
 FAMILY_SPECS: dict[str, NativeSpec] = {
     spec.name: spec
     for spec in (
-        NativeSpec("minicpmv4_6", end_of_turn="<|im_end|>", packed_last_axis=("pixel_values",)),
-        NativeSpec("qwen2_vl", end_of_turn="<|im_end|>"),
-        NativeSpec("qwen2_5_vl", end_of_turn="<|im_end|>"),
-        NativeSpec("idefics3", end_of_turn="<end_of_utterance>", answer_prefix=" "),
-        NativeSpec("llava", end_of_turn="</s>", answer_prefix=" "),
+        NativeSpec(
+            "minicpmv4_6",
+            end_of_turn="<|im_end|>",
+            packed_last_axis=("pixel_values",),
+            lora_target_regex=_text_layers("language_model", _QWEN3_5_LINEARS),
+            # The tower includes its window-attention merger (`vit_merger`) after layer
+            # `insert_layer_id`; `merger` is the downsampling MLP into the text model.
+            vision_modules=("model.vision_tower",),
+            vision_lora_regex=(
+                rf"model\.vision_tower\.(encoder\.layers\.\d+\.({_SIGLIP_LINEARS})"
+                r"|vit_merger\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|linear_1|linear_2))"
+            ),
+            merger_modules=("model.merger",),
+            merger_lora_regex=r"model\.merger\.mlp\.\d+\.(linear_1|linear_2)",
+        ),
+        NativeSpec("qwen2_vl", end_of_turn="<|im_end|>", **_QWEN2_VL_TOWER),
+        NativeSpec("qwen2_5_vl", end_of_turn="<|im_end|>", **_QWEN2_VL_TOWER),
+        NativeSpec(
+            "idefics3",
+            end_of_turn="<end_of_utterance>",
+            answer_prefix=" ",
+            lora_target_regex=_text_layers("text_model", _LLAMA_LINEARS),
+            vision_modules=("model.vision_model",),
+            vision_lora_regex=rf"model\.vision_model\.encoder\.layers\.\d+\.({_SIGLIP_LINEARS})",
+            merger_modules=("model.connector",),
+            merger_lora_regex=r"model\.connector\.modality_projection\.proj",
+        ),
+        NativeSpec(
+            "llava",
+            end_of_turn="</s>",
+            answer_prefix=" ",
+            vision_modules=("model.vision_tower",),
+            vision_lora_regex=rf"model\.vision_tower\.encoder\.layers\.\d+\.({_SIGLIP_LINEARS})",
+            merger_modules=("model.multi_modal_projector",),
+            merger_lora_regex=r"model\.multi_modal_projector\.(linear_1|linear_2)",
+        ),
     )
 }

@@ -25,6 +25,7 @@ from components.demo.samples.ui_screens import (
     ui_records,
 )
 from components.demo.samples.ui_summaries import SUMMARY_TEMPLATES
+from components.ingest.contract import BOX_COLUMN, PROMPT_COLUMNS, contract_features
 
 if TYPE_CHECKING:
     from datasets import Features
@@ -34,27 +35,19 @@ SAMPLE_KINDS: tuple[SampleKind, ...] = ("ui", "general")
 RECORDS_PER_SHARD = 200
 USAGE = 'from datasets import load_dataset\n\nds = load_dataset("path/to/folder", split="train")'
 # the text a captioner reads or writes (ids are left out: they teach the tokenizer nothing)
-UI_TEXT_COLUMNS = ("action_type", "element_type", "text", "html", "summary")
+UI_TEXT_COLUMNS = (*PROMPT_COLUMNS, "summary")
 
 
 def ui_features() -> Features:
-    """The input contract of DESIGN.md as `datasets` features."""
-    from datasets import Features, Image, List, Value
+    """The input contract of DESIGN.md as `datasets` features, as a Hub dataset publishes it.
 
-    text = Value("string")
-    return Features(
-        {
-            "external_id": text,
-            "image": Image(),
-            "bbox": List(Value("float32"), length=4),
-            "action_type": text,
-            "element_type": text,
-            "text": text,
-            "html": text,
-            "summary": text,
-            "screen_id": text,
-        }
-    )
+    The box is float32 here, as many public sets store it; ingest widens it to float64.
+    """
+    from datasets import List, Value
+
+    features = contract_features()
+    features[BOX_COLUMN] = List(Value("float32"), length=4)
+    return features
 
 
 def general_features() -> Features:

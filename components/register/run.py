@@ -1,8 +1,9 @@
-"""The register, gate and promote steps as plain functions of paths and settings.
+"""The register, gate and promote steps as plain functions of paths and configs.
 
 The KFP components and the CLI both call these, so the pipeline and an operator at a
-terminal run the same code. Settings groups travel as JSON (`RegistrySettings`,
-`GateSettings`) rather than as a dozen loose parameters.
+terminal run the same code. The configs (`RegistryConfig`, `GateConfig`) reach a
+component as one JSON parameter each rather than as a dozen loose parameters; the
+registry config carries the tracking URI too, so there is one channel for it.
 """
 
 from __future__ import annotations
@@ -12,38 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.evaluate.result import EvaluationError, load_evaluation
 from components.outcome import record_step
 from components.register.client import connect
-from components.register.promotion import (
-    PromotionResult,
-    gate_and_promote,
-    load_evaluation,
-)
+from components.register.config import GateConfig, RegistryConfig
+from components.register.promotion import PromotionResult, gate_and_promote, reject_unusable
 from components.register.registration import Registered, register_candidate
-from pipelines.settings import GateSettings, RegistrySettings
 
 
-def registry_settings(value: str | RegistrySettings | None) -> RegistrySettings:
-    if isinstance(value, RegistrySettings):
-        return value
-    return RegistrySettings.model_validate_json(value) if value else RegistrySettings()
-
-
-def gate_settings(value: str | GateSettings | None) -> GateSettings:
-    if isinstance(value, GateSettings):
-        return value
-    return GateSettings.model_validate_json(value) if value else GateSettings()
-
-
-def champion_reference(
-    registry: str | RegistrySettings | None = None, tracking_uri: str | None = None
-) -> str:
+def champion_reference(registry: RegistryConfig) -> str:
     """The current champion pinned to its version (`models:/<name>/<version>`), or "".
 
     The evaluate step compares against exactly this version, and the promotion later
     checks the champion is still it (compare-and-set); "" means evaluate against the base.
     """
-    client = connect(registry_settings(registry), tracking_uri)
+    client = connect(registry)
     version = client.champion()
     return "" if version is None else f"models:/{client.model_name}/{version}"
 
@@ -53,12 +37,11 @@ def register_step(
     evaluation_path: Path,
     data_dir: Path | None,
     pipeline_run_id: str,
-    registry: str | RegistrySettings | None = None,
-    tracking_uri: str | None = None,
+    registry: RegistryConfig,
     lineage_tags: dict[str, str] | None = None,
 ) -> Registered:
     """Register the evaluated model artifact; returns the (possibly existing) version."""
-    client = connect(registry_settings(registry), tracking_uri)
+    client = connect(registry)
     return register_candidate(
         client,
         Path(model_dir),
@@ -80,7 +63,7 @@ class PipelineRecords:
 
 
 def _file_decision(
-    records: PipelineRecords, result: PromotionResult, evaluation_path: Path, promote: bool
+    records: PipelineRecords, result: PromotionResult, headline: dict[str, float], promote: bool
 ) -> None:
     if promote:
         record = {"decision": result.outcome, "reasons": result.reasons}
@@ -90,7 +73,7 @@ def _file_decision(
             # A passing gate's last word belongs to the promotion (compare-and-set may refuse).
             "decision": None if passed else result.outcome,
             "reasons": result.reasons,
-            "metrics": headline_metrics(evaluation_path),
+            "metrics": headline,
             "report": records.report_uri,
             "evaluation": records.evaluation_uri,
             "gate": result.to_dict(),
@@ -102,12 +85,11 @@ def _file_decision(
 def gate_step(
     evaluation_path: Path,
     version: str,
-    registry: str | RegistrySettings | None = None,
-    gate: str | GateSettings | None = None,
+    registry: RegistryConfig,
+    gate: GateConfig,
     *,
     promote: bool,
     decision_path: Path | None = None,
-    tracking_uri: str | None = None,
     records: PipelineRecords | None = None,
 ) -> PromotionResult:
     """Decide on the evaluation, record it on `version`, promote when asked and it passed.
@@ -115,34 +97,20 @@ def gate_step(
     `decision_path`: where decision.json goes (a KFP output artifact is that file itself).
     `records`: also file the decision for the pipeline run's outcome.
     """
-    client = connect(registry_settings(registry), tracking_uri)
-    result = gate_and_promote(
-        client,
-        str(version),
-        load_evaluation(Path(evaluation_path)),
-        gate_settings(gate),
-        promote=promote,
-    )
+    client = connect(registry)
+    headline: dict[str, float] = {}
+    try:
+        evaluation = load_evaluation(Path(evaluation_path))
+    except EvaluationError as error:
+        result = reject_unusable(client, str(version), error)
+    else:
+        headline = evaluation.headline_metrics()
+        result = gate_and_promote(client, str(version), evaluation, gate, promote=promote)
     if decision_path is not None:
         result.write(Path(decision_path))
     if records is not None:
-        _file_decision(records, result, Path(evaluation_path), promote)
+        _file_decision(records, result, headline, promote)
     return result
-
-
-def headline_metrics(evaluation_path: Path) -> dict[str, float]:
-    """Candidate and baseline on the primary metric and the guards, for the run's outcome."""
-    evaluation = load_evaluation(Path(evaluation_path))
-    baseline = evaluation.get("baseline_role", "baseline")
-    found: dict[str, float] = {}
-    for metric, row in (evaluation.get("comparison") or {}).items():
-        found[f"candidate_{metric}"] = float(row["candidate"])
-        found[f"{baseline}_{metric}"] = float(row["baseline"])
-    general = (evaluation.get("guards") or {}).get("general_holdout")
-    if general:
-        found["candidate_general_holdout"] = float(general["candidate"])
-        found[f"{baseline}_general_holdout"] = float(general["baseline"])
-    return found
 
 
 def summary(result: PromotionResult) -> dict[str, Any]:

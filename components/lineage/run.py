@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from components.ingest.manifest import MANIFEST_NAME, IngestManifest
+from components.prepare.config import PrepareConfig
 from components.prepare.prompt import PROMPT_TEMPLATE_VERSION
+from components.register.config import RegistryConfig
+from components.step_config import decisive
+from components.train.config import TrainConfig
 
 LINEAGE_KEY_TAG = "uicap.lineage.key"
 LINEAGE_TAG = "uicap.lineage"
-# Training settings that change how fast a run goes, not the weights it produces: a new
-# release adding one (or an operator tuning one) must not look like new data.
-NOT_DECISIVE = {"batch": ("num_workers", "encoding_cache_mb"), "schedule": ("log_steps",)}
 DECISION_NO_NEW_DATA = "no new data"
 DECISION_CHANGED = "retrain"
 
@@ -89,39 +90,29 @@ class LineageCheck:
 
 
 def run_lineage(
-    ingested: Path,
-    *,
-    base_model: str,
-    base_revision: str | None,
-    family: str,
-    prepare: dict[str, Any],
-    train_config: str,
+    ingested: Path, *, base_model: str, prepare: PrepareConfig, train: TrainConfig
 ) -> RunLineage:
-    """The lineage of a run from its ingest output and its settings.
+    """The lineage of a run from its ingest output and the configs its steps receive.
 
-    `train_config` is the YAML or JSON the train step receives; it is normalised through
-    `TrainConfig`, so key order, defaults written out or left implicit, and comments do
-    not make a run look new.
+    The configs are compared as validated models, so key order, defaults written out or
+    left implicit, and comments in the JSON or YAML do not make a run look new; fields
+    marked speed-only (`components.step_config.SPEED_ONLY`: workers, caches, logging and
+    checkpoint intervals) are left out, so tuning them never looks like new data. The
+    base model's family and revision are the training config's.
     """
-    from components.train.config import parse_config
-
     manifest_path = Path(ingested) / MANIFEST_NAME
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{ingested}: no {MANIFEST_NAME}; is this an ingest output?")
     manifest = IngestManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
-    config = parse_config(train_config).model_dump(mode="json")
-    for group, names in NOT_DECISIVE.items():
-        for name in names:
-            config[group].pop(name, None)
     return RunLineage(
         data_fingerprint=manifest.fingerprint,
         data_source=f"{manifest.source.dataset}@{manifest.source.resolved_revision}",
         base_model=base_model,
-        base_revision=base_revision or "",
-        family=family,
+        base_revision=train.base_revision or "",
+        family=train.family,
         prompt_template_version=PROMPT_TEMPLATE_VERSION,
-        prepare=dict(sorted(prepare.items())),
-        train=config,
+        prepare=decisive(prepare),
+        train=decisive(train),
     )
 
 
@@ -168,3 +159,31 @@ def check_against_champion(lineage: RunLineage, registry: Any) -> LineageCheck:
     return LineageCheck(
         True, lineage, champion, differences or ["lineage key differs from the champion's"]
     )
+
+
+def lineage_step(
+    ingested: Path,
+    *,
+    base_model: str,
+    prepare: PrepareConfig,
+    train: TrainConfig,
+    registry: RegistryConfig,
+    checkpoint_root: str = "",
+    records_root: str = "",
+    run_id: str = "",
+) -> tuple[LineageCheck, str]:
+    """The pipeline's lineage step: judge the run against the champion and file the record.
+
+    Returns the check and the train step's checkpoint folder: `checkpoint_root` joined
+    with the lineage key, so a retried or re-run train task resumes in the same place
+    ("" without a root).
+    """
+    from components import storage
+    from components.outcome import record_step
+    from components.register.client import connect
+
+    lineage = run_lineage(ingested, base_model=base_model, prepare=prepare, train=train)
+    check = check_against_champion(lineage, connect(registry))
+    record_step(records_root, run_id, "lineage", check.record())
+    where = storage.join(checkpoint_root, lineage.key[:16]) if checkpoint_root else ""
+    return check, where

@@ -1,0 +1,102 @@
+"""Where and how the pipeline's tasks run on a cluster: images, H100 placement, Secrets.
+
+This is pipeline wiring, not step logic: the components declare a neutral base image and
+take their inputs as parameters; the pipeline puts each task on the image the settings
+pin (runtime for CPU steps, trainer for the GPU steps), the GPU steps on the H100 pool,
+and gives each task the Secrets it needs as environment variables, by name only.
+"""
+
+from __future__ import annotations
+
+from kfp import dsl, kubernetes
+
+from pipelines.settings import SecretEnv, Settings
+
+HF_CACHE_MOUNT = "/hf-cache"
+SHM_VOLUME = "dshm"
+
+
+def use_secret(task: dsl.PipelineTask, secret: SecretEnv | None) -> dsl.PipelineTask:
+    """Expose a Secret's keys to the task as environment variables (names, never values)."""
+    if secret is not None:
+        kubernetes.use_secret_as_env(task, secret.name, dict(secret.key_to_env))
+    return task
+
+
+def use_mlflow_credentials(task: dsl.PipelineTask, settings: Settings) -> dsl.PipelineTask:
+    """Give the task the MLflow credentials Secret the settings name (MLflow reads the env)."""
+    kube = settings.kubernetes
+    return use_secret(task, kube.mlflow_credentials_secret if kube is not None else None)
+
+
+def cpu_step(
+    task: dsl.PipelineTask,
+    name: str,
+    settings: Settings,
+    *,
+    cached: bool = True,
+    retries: int = 0,
+    registry: bool = False,
+    secret: SecretEnv | None = None,
+) -> dsl.PipelineTask:
+    """A CPU step: its name, caching and retries; on a cluster the pinned runtime image,
+    the MLflow credentials when it talks to the registry, and `secret` as env vars."""
+    task.set_display_name(name)
+    if not cached:
+        task.set_caching_options(False)
+    if retries:
+        task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
+    if settings.kubernetes is None:
+        return task
+    task.set_container_image(settings.kubernetes.runtime_image)
+    if registry:
+        use_mlflow_credentials(task, settings)
+    return use_secret(task, secret)
+
+
+def apply_h100_placement(task: dsl.PipelineTask, settings: Settings) -> dsl.PipelineTask:
+    """Run `task` on the H100 pool that `settings.kubernetes` describes.
+
+    GPUs, node selector and toleration put the pod on an H100 node; /dev/shm is memory
+    backed for data-loader workers and NCCL; the Hugging Face token comes from the Secret
+    the settings name (never a value); an optional PVC caches Hub downloads; a timeout and
+    retries let a preempted run come back and resume from its checkpoints.
+    """
+    kube = settings.kubernetes
+    if kube is None:
+        raise ValueError("settings have no kubernetes group: H100 placement needs the gke profile")
+    if settings.train.nproc_per_node > kube.accelerator_count:
+        raise ValueError(
+            f"train.nproc_per_node={settings.train.nproc_per_node} needs more GPUs than "
+            f"kubernetes.accelerator_count={kube.accelerator_count}"
+        )
+    task.set_container_image(kube.trainer_image)
+    task.set_accelerator_type(kube.accelerator_type)
+    task.set_accelerator_limit(kube.accelerator_count)
+    task.set_cpu_limit(kube.train_cpu_limit)
+    task.set_memory_limit(kube.train_memory_limit)
+    for label, value in kube.node_selector.items():
+        kubernetes.add_node_selector(task, label_key=label, label_value=value)
+    for toleration in kube.tolerations:
+        kubernetes.add_toleration(
+            task,
+            key=toleration.key,
+            operator=toleration.operator,
+            value=toleration.value,
+            effect=toleration.effect,
+        )
+    kubernetes.empty_dir_mount(
+        task,
+        volume_name=SHM_VOLUME,
+        mount_path="/dev/shm",
+        medium="Memory",
+        size_limit=kube.shm_size,
+    )
+    use_secret(task, kube.hf_token_secret)
+    use_mlflow_credentials(task, settings)
+    if kube.hf_cache_pvc:
+        kubernetes.mount_pvc(task, pvc_name=kube.hf_cache_pvc, mount_path=HF_CACHE_MOUNT)
+        task.set_env_variable("HF_HOME", HF_CACHE_MOUNT)
+    kubernetes.set_timeout(task, kube.train_timeout_seconds)
+    task.set_retry(num_retries=kube.retries, backoff_duration="60s", backoff_factor=2.0)
+    return task

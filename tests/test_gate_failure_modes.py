@@ -43,11 +43,13 @@ from components.register.registration import register_candidate
 from tests.support.registry_support import Tracking, make_artifact
 from tests.support.train_data import tiny_base, write_general, write_prepared
 
-pytestmark = pytest.mark.slow
+# Six real trainings and five evaluations on two CPU cores take longer than the default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MODEL_NAME = f"ui-element-captioner-modes-{uuid.uuid4().hex[:8]}"
 STEPS = 100
 OVERTRAIN_STEPS = 150
+COLLAPSE_STEPS = 60  # one sentence to learn: fewer steps than a real gain needs
 MAX_NEW_TOKENS = 24
 HOLDOUT_RECORDS = 40
 SECOND_SENTENCE = " Done."
@@ -151,7 +153,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             _mixed(root / "d-collapse", ui, general, collapse_to=ONE_SENTENCE),
             base,
             root / "collapse",
-            STEPS,
+            COLLAPSE_STEPS,
         ),
     }
     candidates["same"] = candidates["gain"]

@@ -26,6 +26,7 @@ from tests.support.registry_support import (
     evaluation_for,
     make_artifact,
     weights_sha,
+    write_json,
 )
 
 
@@ -226,3 +227,23 @@ def test_the_evaluation_is_stored_with_the_version(
     (tmp_path / "eval" / "evaluation.json").write_text(json.dumps(evaluation.to_dict()))
     assert load_evaluation(tmp_path / "eval") == load_evaluation(tmp_path / "eval/evaluation.json")
     assert load_evaluation(tmp_path / "eval") == evaluation
+
+
+def test_an_evaluation_that_does_not_match_the_schema_is_recorded_as_a_rejection(
+    registry: Registry,
+    registry_settings: RegistryConfig,
+    artifacts: list[Path],
+    register: Any,
+    tmp_path: Path,
+) -> None:
+    from components.register.run import gate_step
+
+    evaluation = evaluation_for(weights_sha(artifacts[0]), 0.6)
+    version = register(registry, artifacts[0], "run-1", evaluation)
+    broken = evaluation.to_dict()
+    del broken["guards"]
+    path = write_json(tmp_path / "evaluation.json", broken)
+    result = gate_step(path, version, registry_settings, GateConfig(), promote=True)
+    assert result.outcome == "rejected" and registry.champion() is None
+    assert "does not match schema 1: guards: Field required" in result.reasons[0]
+    assert json.loads(registry.version(version).tags[T.GATE_REASONS]) == result.reasons

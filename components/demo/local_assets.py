@@ -40,10 +40,9 @@ def warmup_config(family: str) -> object:
     return TrainConfig(
         family=family,
         full=True,
-        # The text model and the merger learn; the random vision tower stays frozen, as in
-        # every run by default: its features already tell scenes apart, and its backward
-        # pass (the window-attention merger runs one attention per 2x2 patch window)
-        # would cost most of the warm-up on a CPU.
+        # Everything learns, the random vision tower included: the warm-up is pre-training
+        # (fine-tunes leave the towers frozen by default).
+        tune_vision="full",
         tune_merger="full",
         optim=OptimConfig(lr=3e-3, warmup_ratio=0.05, weight_decay=0.0),
         batch=BatchConfig(batch_size=16, grad_accum=1, num_workers=0),

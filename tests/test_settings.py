@@ -65,7 +65,7 @@ def test_overrides_apply_typed_and_workdir_follows() -> None:
     settings = load_settings(
         "local",
         [
-            "train.lora.rank=32",
+            "train.lora.rank=8",
             "gate.cider_min_abs_gain=0.05",
             "train.full=true",
             "train.lora.modules_to_save=[]",
@@ -75,7 +75,7 @@ def test_overrides_apply_typed_and_workdir_follows() -> None:
             "train.schedule.patience=null",
         ],
     )
-    assert settings.train.lora.rank == 32 and isinstance(settings.train.lora.rank, int)
+    assert settings.train.lora.rank == 8 and isinstance(settings.train.lora.rank, int)
     assert settings.gate.cider_min_abs_gain == 0.05
     assert settings.train.full is True
     assert settings.train.deepspeed == "zero3"
@@ -85,7 +85,7 @@ def test_overrides_apply_typed_and_workdir_follows() -> None:
     assert settings.registry.tracking_uri == "sqlite:////srv/uicap/mlflow.db"
     # The profile file itself is untouched: a fresh load has the file's values.
     in_file = yaml.safe_load((PROFILES_DIR / "local.yaml").read_text())["train"]["lora"]["rank"]
-    assert in_file != 32 and load_settings("local").train.lora.rank == in_file
+    assert in_file != 8 and load_settings("local").train.lora.rank == in_file
 
 
 def test_invalid_value_names_the_dotted_field_and_why() -> None:

@@ -117,6 +117,10 @@ def promotion_lock(
             )
             break
         except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                # MLflow's SQL store answers a lost insert race by reading the winner's
+                # lock; when the winner has already released it, that read is all we get.
+                continue
             if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
         try:

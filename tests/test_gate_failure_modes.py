@@ -6,13 +6,16 @@ A bootstrap champion (a near-identity adapter, promoted by hand) stands in for t
 that serves before the first retraining. Then, each evaluated against the champion with
 `components.evaluate.run.evaluate`, registered and gated:
 
-4. real gain: LoRA (+ lm_head) on UI records mixed with general ones (replay). Promoted:
-   `champion` moves to it, `challenger` is cleared, the previous champion is recorded;
+4. real gain: the whole model fine-tuned on UI records mixed with general ones (replay).
+   Promoted: `champion` moves to it, `challenger` is cleared, the previous champion is
+   recorded. (LoRA on this world's 64 records learns each element type's template but not
+   to copy the element's text: two captions for 24 records, which the diversity guard
+   rightly rejects. The full fine-tune learns to copy, so its gain is real);
 1. no gain: the champion's own weights again. Rejected: the CIDEr CI contains 0;
 2. format collapse: the same recipe on labels with a second sentence appended. Rejected
    by format compliance;
 3. forgetting: UI records only, trained longer. Rejected by the general-holdout guard;
-5. caption collapse: the gain recipe on labels that all say one sentence. The model
+5. caption collapse: LoRA (+ lm_head) on labels that all say one sentence. The model
    learns to say it for every element; rejected by the caption-diversity guard, which
    holds its distinct captions to the references'.
 
@@ -47,7 +50,8 @@ from tests.support.train_data import tiny_base, write_general, write_prepared
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MODEL_NAME = f"ui-element-captioner-modes-{uuid.uuid4().hex[:8]}"
-STEPS = 100
+STEPS = 300  # the full fine-tunes (gain, format)
+GAIN_LR = 1e-3
 OVERTRAIN_STEPS = 150
 COLLAPSE_STEPS = 60  # one sentence to learn: fewer steps than a real gain needs
 MAX_NEW_TOKENS = 24
@@ -144,9 +148,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     base = _recipe(general, raw, root / "warm", 40, full=True, lr=3e-3) / "model"
     candidates = {
         "bootstrap": make_artifact(root / "bootstrap", base, seed=21),
-        "gain": _recipe(_mixed(root / "d-gain", ui, general), base, root / "gain", STEPS),
+        "gain": _recipe(
+            _mixed(root / "d-gain", ui, general),
+            base,
+            root / "gain",
+            STEPS,
+            full=True,
+            lr=GAIN_LR,
+        ),
         "format": _recipe(
-            _mixed(root / "d-format", ui, general, SECOND_SENTENCE), base, root / "format", STEPS
+            _mixed(root / "d-format", ui, general, SECOND_SENTENCE),
+            base,
+            root / "format",
+            STEPS,
+            full=True,
+            lr=GAIN_LR,
         ),
         "forget": _recipe(ui, base, root / "forget", OVERTRAIN_STEPS),
         "collapse": _recipe(

@@ -2,7 +2,7 @@
 
 This is the train step of `uicap run`, minus kfp: the profile's config (LoRA on every
 linear of every text layer, the gke target rule; embeddings and head in full; vision and
-merger frozen; general replay) on the prepared UI sample, for two of its seven epochs: the
+merger frozen; general replay) on the prepared UI sample, for two of its eight epochs: the
 whole schedule runs in the pipeline tests. The time is reported, not asserted.
 """
 

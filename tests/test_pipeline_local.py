@@ -29,7 +29,8 @@ from tests.support.run_output import ended, started
 PAYLOAD = "<script>window.__uicap_pwned = 1</script>"
 UICAP = str(Path(sys.executable).with_name("uicap"))
 
-pytestmark = pytest.mark.timeout(900)
+# A first run trains eight epochs on the CPU: about 8 minutes on a quiet 2-core machine.
+pytestmark = pytest.mark.timeout(1800)
 
 # Every task of a first run that promotes, by the names the pipeline gives them.
 FIRST_RUN_STEPS = {
@@ -60,7 +61,7 @@ def _uicap_run(workdir: Path, *args: str) -> tuple[subprocess.CompletedProcess[s
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
+        timeout=1500,
     )
     runs = sorted((workdir / "runs").iterdir())
     outcomes = list(runs[-1].glob(f"*/{OUTCOME_FILE}"))

@@ -23,6 +23,7 @@ from pipelines.commands import evaluate as _evaluate  # noqa: E402
 from pipelines.commands import kfp_ops as _kfp_ops  # noqa: E402
 from pipelines.commands import models as _models  # noqa: E402
 from pipelines.commands import pipeline as _pipeline  # noqa: E402
+from pipelines.commands import plan as _plan  # noqa: E402
 from pipelines.commands import registry as _registry  # noqa: E402
 from pipelines.commands import samples as _samples  # noqa: E402
 from pipelines.commands import score as _score  # noqa: E402
@@ -37,6 +38,7 @@ app.command("export")(_serving.export)
 app.command("gate")(_registry.gate)
 app.command("ingest")(_data.ingest)
 app.add_typer(_models.app, name="models")
+app.command("plan")(_plan.plan)
 app.command("predict")(_serving.predict)
 app.command("prepare")(_data.prepare)
 app.command("prepare-general")(_data.prepare_general)

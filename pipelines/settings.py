@@ -36,6 +36,7 @@ from pydantic import (
 from components.captioner.families import family_names
 from components.config_overrides import OverrideError, apply_override
 from components.evaluate.config import EvaluateConfig
+from components.plan.config import PlanConfig
 from components.prepare.config import PrepareConfig
 from components.register.config import GateConfig, RegistryConfig
 from components.train.config import TrainConfig
@@ -227,6 +228,8 @@ class Settings(_Group):
     registry: RegistryConfig = Field(default_factory=_default_registry)
     kubernetes: KubernetesSettings | None = None
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    # What `uicap plan` (and compile/submit) assume about the GPU, its price and the data.
+    plan: PlanConfig = Field(default_factory=PlanConfig)
 
     @model_validator(mode="after")
     def _train_follows_model_and_evaluate(self) -> Settings:

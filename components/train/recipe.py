@@ -49,13 +49,9 @@ from components.train.data import (
     make_loader,
     resolve_workers,
 )
-from components.train.targets import (
-    adapted_modules,
-    adapter_targets,
-    frozen_towers,
-    trained_in_full,
-)
+from components.train.targets import frozen_towers
 from components.train.tracking import RunTracker
+from components.train.trainable import adamw_groups, checkpointing, make_trainable, precision
 
 log = logging.getLogger("uicap.train")
 
@@ -188,7 +184,7 @@ class TrainRecipe:
 
         cfg = self.config
         self.on_gpu = torch.cuda.is_available()
-        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.on_gpu)
+        self.bf16 = precision(cfg, on_gpu=self.on_gpu).bf16
         plugin = None
         if cfg.deepspeed:
             from components.train.deepspeed import deepspeed_config
@@ -221,43 +217,17 @@ class TrainRecipe:
 
     def _setup_model(self) -> None:
         cfg = self.config
-        # LoRA trains small fp32 adapters over a bf16 base; full training keeps fp32 master
-        # weights and computes in bf16 under autocast (or DeepSpeed's bf16 mode).
-        load_dtype = torch.bfloat16 if self.bf16 and not cfg.full else torch.float32
-        self.input_dtype = torch.bfloat16 if self.bf16 and (not cfg.full or cfg.deepspeed) else None
+        dtypes = precision(cfg, on_gpu=self.on_gpu)
+        self.input_dtype = dtypes.input_dtype
         model, self.processor = self.family.load(
-            self.inputs.base_model, cfg.base_revision, dtype=load_dtype
+            self.inputs.base_model, cfg.base_revision, dtype=dtypes.load_dtype
         )
-        checkpointing = cfg.gradient_checkpointing
-        if checkpointing if checkpointing is not None else self.on_gpu:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
-        if cfg.full:
-            model.requires_grad_(True)
-            for module in frozen_towers(cfg, self.family):
-                model.get_submodule(module).requires_grad_(False)
-        else:
-            from peft import LoraConfig as PeftLoraConfig
-            from peft import get_peft_model
-
-            targets = adapter_targets(cfg, self.family)
-            model = get_peft_model(
-                model,
-                PeftLoraConfig(
-                    r=cfg.lora.rank,
-                    lora_alpha=cfg.lora.alpha,
-                    lora_dropout=cfg.lora.dropout,
-                    target_modules=targets.target_regex,
-                    modules_to_save=targets.modules_to_save or None,
-                    bias="none",
-                ),
-            )
-            self.adapted = adapted_modules(model, self.family)
-            self.in_full = trained_in_full(model, self.family)
-        self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        self.total_params = sum(p.numel() for p in model.parameters())
-        self.model = model
+        built = make_trainable(
+            model, cfg, self.family, gradient_checkpointing=checkpointing(cfg, on_gpu=self.on_gpu)
+        )
+        self.adapted, self.in_full = built.adapted, built.in_full
+        self.trainable, self.total_params = built.trainable, built.total
+        self.model = built.model
         log.info(
             "%s: %s; %d of %d parameters trainable",
             cfg.family,
@@ -386,17 +356,8 @@ class TrainRecipe:
         from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
         opt = self.config.optim
-        decay, no_decay = [], []
-        for parameter in self.model.parameters():
-            if parameter.requires_grad:
-                (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-        groups = [
-            {"params": decay, "weight_decay": opt.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        # Empty groups are dropped: ZeRO removes them and the scheduler would then disagree.
         self.optimizer = torch.optim.AdamW(
-            [group for group in groups if group["params"]],
+            adamw_groups(self.model, opt.weight_decay),
             lr=opt.lr,
             betas=opt.betas,
             eps=opt.eps,

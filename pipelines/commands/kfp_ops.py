@@ -68,8 +68,16 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _compile(profile: str, overrides: list[str] | None, config: Path | None, folder: Path) -> Any:
-    """(settings, package path) for the profile, compiled into `folder`."""
+def _compile(
+    profile: str,
+    overrides: list[str] | None,
+    config: Path | None,
+    folder: Path,
+    *,
+    force: bool = False,
+) -> Any:
+    """(settings, package path) for the profile, compiled into `folder` once its plan fits."""
+    from pipelines.commands.plan import check_plan
     from pipelines.compile import compile_retrain
     from pipelines.settings import SettingsError, load_settings
 
@@ -77,6 +85,7 @@ def _compile(profile: str, overrides: list[str] | None, config: Path | None, fol
         settings = load_settings(profile, overrides or [], config)
     except SettingsError as error:
         raise _fail(str(error), EXIT_USAGE) from None
+    check_plan(settings, force)
     return settings, compile_retrain(settings, folder / "retrain.yaml")
 
 
@@ -105,12 +114,15 @@ def submit(
     override: Overrides = None,
     namespace: Namespace = None,
     token: Token = None,
+    force: Annotated[
+        bool, typer.Option(help="Submit even when the plan says training cannot fit the GPU.")
+    ] = False,
 ) -> None:
     """Compile the pipeline, upload it as a new version and start one run of it."""
     from pipelines.kfp_client import KfpError, parse_params, pipeline_name, submit_run
 
     with tempfile.TemporaryDirectory(prefix="uicap-submit-") as folder:
-        settings, package = _compile(profile, override, config, Path(folder))
+        settings, package = _compile(profile, override, config, Path(folder), force=force)
         try:
             params = parse_params(package, param or [])
         except KfpError as error:

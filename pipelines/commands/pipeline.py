@@ -128,10 +128,15 @@ def compile(
     override: Annotated[
         list[str] | None, typer.Option("--set", help="Setting override key=value (repeatable).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Compile even when the plan says training cannot fit the GPU.")
+    ] = False,
 ) -> None:
     """Compile the retraining pipeline (with the profile's placement) to KFP IR YAML."""
+    from pipelines.commands.plan import check_plan
     from pipelines.compile import compile_retrain
 
     settings = _load(profile, override, config)
+    check_plan(settings, force)
     path = compile_retrain(settings, output)
     console.print(f"wrote {escape(str(path))} (profile {settings.profile})")

@@ -121,39 +121,30 @@ def _token_mean_loss(trainer: Any, dataset: Any) -> float:
     return total / count
 
 
-def arm_trl(
-    prepared: Path, base: Path, output: Path, steps: int, gradient_checkpointing: bool | None
-) -> dict[str, Any]:
+def sft_trainer(model: Any, processor: Any, prepared: Path, output: Path, **settings: Any) -> Any:
+    """TRL's SFTTrainer as its docs set it up for VLMs, with the LoRA of both benches.
+
+    `settings` are SFTConfig fields on top of what every TRL arm shares (batch size, steps,
+    learning rate, precision); the rest stays at SFTConfig's defaults.
+    """
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     from components.captioner.families import get_family
 
-    family = get_family("minicpmv4_6")
-    model, processor = family.load(base)
-    overrides = {} if gradient_checkpointing is None else {"gradient_checkpointing": False}
     args = SFTConfig(
         output_dir=str(output),
         max_length=None,  # the VLM docs: never truncate image tokens
-        per_device_train_batch_size=BATCH,
-        gradient_accumulation_steps=1,
-        max_steps=steps,
-        learning_rate=LR,
         lr_scheduler_type="cosine",
-        warmup_steps=WARMUP,  # a float below 1 is a ratio of the steps
-        weight_decay=0.0,
-        bf16=False,  # fp32 on the CPU, as the uicap arm
-        use_cpu=True,
-        logging_steps=1,
         save_strategy="no",
         eval_strategy="no",
         report_to="none",
         seed=0,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
-        **overrides,
+        **settings,
     )
-    trainer = SFTTrainer(
+    return SFTTrainer(
         model=model,
         args=args,
         train_dataset=_trl_records(prepared, "train"),
@@ -162,8 +153,33 @@ def arm_trl(
             r=LORA["rank"],
             lora_alpha=LORA["alpha"],
             lora_dropout=LORA["dropout"],
-            target_modules=family.lora_target_regex,
+            target_modules=get_family("minicpmv4_6").lora_target_regex,
         ),
+    )
+
+
+def arm_trl(
+    prepared: Path, base: Path, output: Path, steps: int, gradient_checkpointing: bool | None
+) -> dict[str, Any]:
+    from components.captioner.families import get_family
+
+    model, processor = get_family("minicpmv4_6").load(base)
+    overrides = {} if gradient_checkpointing is None else {"gradient_checkpointing": False}
+    trainer = sft_trainer(
+        model,
+        processor,
+        prepared,
+        output,
+        per_device_train_batch_size=BATCH,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        learning_rate=LR,
+        warmup_steps=WARMUP,  # a float below 1 is a ratio of the steps
+        weight_decay=0.0,
+        bf16=False,  # fp32 on the CPU, as the uicap arm
+        use_cpu=True,
+        logging_steps=1,
+        **overrides,
     )
     result = trainer.train()
     seconds = result.metrics["train_runtime"]

@@ -173,7 +173,7 @@ def _cli(args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ob
 
 
 def test_plan_json_says_a_batch_too_big_does_not_fit(
-    small_model_config: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    small_model_config: Path, ui_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     base = [
         "plan",
@@ -199,6 +199,12 @@ def test_plan_json_says_a_batch_too_big_does_not_fit(
     assert too_big["fits"] is False
     assert too_big["peak_memory_gib"] > planned["peak_memory_gib"]
     assert too_big["suggestions"][0].startswith("train.batch.batch_size=")
+    # A prepared folder's counts replace the profile's assumed data size.
+    counted = _cli([*base, "--dataset", str(ui_data)], monkeypatch, tmp_path)
+    from_data = json.loads(counted.output.strip().splitlines()[-1])
+    train = json.loads((ui_data / "manifest.json").read_text())["counts"]["train"]
+    assert from_data["train_records"] == train
+    assert from_data["run_hours"] < planned["run_hours"]
 
 
 def test_compile_refuses_a_run_that_cannot_fit_unless_forced(

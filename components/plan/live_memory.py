@@ -31,12 +31,16 @@ def storage_bytes(tensors: Any) -> int:
 class LiveMemory(TorchDispatchMode):
     """Counts bytes of storages created inside the context; `peak` is the high-water mark."""
 
-    def __init__(self) -> None:
+    def __init__(self, existing: Any = ()) -> None:
+        """`existing`: tensors allocated before (weights, optimizer state); a view of one
+        (a transposed weight) shares its storage and must not count again."""
         super().__init__()
         self.live = 0
         self.peak = 0
         self._tracked: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._refs: list[weakref.ref] = []
+        for tensor in existing:
+            self._tracked[tensor.untyped_storage()] = 0
 
     def reset_peak(self) -> None:
         self.peak = self.live

@@ -21,7 +21,7 @@ from components.plan.sample_shape import SampleShape
 from components.train.config import TrainConfig
 
 # Bump when the traced step changes, so cached traces of the old one are not reused.
-TRACE_VERSION = 3
+TRACE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,10 @@ def _trace(
     batch_size: int,
     gradient_checkpointing: bool,
     fake_tensors: bool = True,
-    before_step: Any = None,
+    around_step: Any = None,
 ) -> StepTrace:
-    """`fake_tensors=False` runs the same step for real (bench/plan_accuracy.py)."""
+    """`fake_tensors=False` runs the same step for real, and `around_step` (a context
+    manager) wraps only the step: bench/plan_accuracy.py measures it."""
     import contextlib
     import copy
 
@@ -165,17 +166,15 @@ def _trace(
         pixel_values = torch.zeros(
             (1, 3, 14, shape.patches * batch_size), dtype=dtypes.input_dtype or torch.float32
         )
-    optimizer_bytes = storage_bytes(
-        [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
-    )
+    optimizer_bytes = storage_bytes(_state_tensors(optimizer))
     gradient_bytes = storage_bytes(trainable)
     batch = _batch(model_config.image_token_id, shape, batch_size)
     batch["pixel_values"] = pixel_values
-    if before_step is not None:
-        before_step()
-    memory, flops = LiveMemory(), FlopCounterMode(display=False)
+    existing = [*model.parameters(), *model.buffers(), *_state_tensors(optimizer)]
+    existing += [p.grad for p in trainable if p.grad is not None]
+    memory, flops = LiveMemory(existing), FlopCounterMode(display=False)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtypes.bf16)
-    with fake, real_where_known, memory, flops:
+    with fake, real_where_known, memory, flops, around_step or contextlib.nullcontext():
         with autocast:
             loss = model(**batch).loss
         forward_flops = flops.get_total_flops()
@@ -197,6 +196,12 @@ def _trace(
         bf16=dtypes.bf16,
         grads_persisted=grads_persist,
     )
+
+
+def _state_tensors(optimizer: Any) -> list[Any]:
+    import torch
+
+    return [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
 
 
 def _batch(image_token_id: int, shape: SampleShape, batch_size: int) -> dict[str, Any]:

@@ -175,6 +175,9 @@ def schedule(
     override: Overrides = None,
     namespace: Namespace = None,
     token: Token = None,
+    force: Annotated[
+        bool, typer.Option(help="Schedule even when the plan says training cannot fit the GPU.")
+    ] = False,
 ) -> None:
     """Run the pipeline's latest version on a cron schedule (no catch-up), or pause,
     resume or list schedules."""
@@ -198,6 +201,7 @@ def schedule(
             override=override,
             namespace=namespace,
             token=token,
+            force=force,
         )
         return
     try:
@@ -225,6 +229,7 @@ def _schedule_latest(
     override: list[str] | None,
     namespace: str | None,
     token: str | None,
+    force: bool,
 ) -> None:
     from pipelines import kfp_client
 
@@ -233,7 +238,7 @@ def _schedule_latest(
     except kfp_client.KfpError as error:
         raise _fail(str(error), EXIT_USAGE) from None
     with tempfile.TemporaryDirectory(prefix="uicap-schedule-") as folder:
-        settings, package = _compile(profile, override, config, Path(folder))
+        settings, package = _compile(profile, override, config, Path(folder), force=force)
         try:
             params = kfp_client.parse_params(package, pairs)
         except kfp_client.KfpError as error:

@@ -159,7 +159,7 @@ def measure(name: str) -> dict[str, Any]:
     """Run the case's step for real in this process; print its peak resident bytes."""
     import torch
 
-    from components.plan.step_trace import _trace
+    from components.plan.step_trace import measure_step
 
     torch.manual_seed(0)
     config, train, shape = _case(name)
@@ -172,12 +172,12 @@ def measure(name: str) -> dict[str, Any]:
     }
     # A first run leaves behind what CPU libraries keep for these shapes (BLAS packing
     # buffers, oneDNN caches): they are not the step's, and a GPU has none of them.
-    _trace(config, train, shape, **kwargs)
+    measure_step(config, train, shape, **kwargs)
     gc.collect()
     resident_before, allocated_before = _status("VmRSS"), _allocated()
     peak = _AllocatedPeak()
     started = time.perf_counter()
-    trace = _trace(config, train, shape, around_step=peak, **kwargs)
+    trace = measure_step(config, train, shape, around_step=peak, **kwargs)
     return {
         "measured_bytes": peak.value - allocated_before,
         "resident_bytes": _status("VmHWM") - resident_before,
@@ -187,11 +187,11 @@ def measure(name: str) -> dict[str, Any]:
 
 
 def predict(name: str) -> dict[str, Any]:
-    from components.plan.step_trace import _trace
+    from components.plan.step_trace import measure_step
 
     config, train, shape = _case(name)
     started = time.perf_counter()
-    trace = _trace(
+    trace = measure_step(
         config,
         train,
         shape,

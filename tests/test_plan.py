@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from components.plan.config import PlanConfig
 from components.plan.estimate import RunPlan, build_plan, optimizer_steps, scaled_memory
 from components.plan.sample_shape import worst_case_shape
-from components.plan.step_trace import StepTrace, _trace
+from components.plan.step_trace import StepTrace, measure_step
 from components.train.config import TrainConfig
 
 GIB = 2**30
@@ -142,9 +142,11 @@ def test_the_fake_trace_matches_a_real_step_of_the_same_model() -> None:
     train = TrainConfig(precision="bf16", gradient_checkpointing=True)
     shape = worst_case_shape("minicpmv4_6", {}, 448, 64)
     kwargs = {"on_gpu": False, "grads_persist": False, "batch_size": 1}
-    fake = _trace(config, train, shape, gradient_checkpointing=True, **kwargs)
+    fake = measure_step(config, train, shape, gradient_checkpointing=True, **kwargs)
     torch.manual_seed(0)
-    real = _trace(config, train, shape, gradient_checkpointing=True, fake_tensors=False, **kwargs)
+    real = measure_step(
+        config, train, shape, gradient_checkpointing=True, fake_tensors=False, **kwargs
+    )
     assert fake.weight_bytes == real.weight_bytes
     assert fake.step_peak_bytes == pytest.approx(real.step_peak_bytes, rel=0.1)
     assert fake.step_flops == real.step_flops

@@ -184,12 +184,11 @@ def _suggestions(
     for smaller in (exact or fitting)[:1]:
         new_accum = math.ceil(effective / smaller)
         fitted = scaled_memory(trace, smaller, vocab_size=vocab_size, plan=plan)
-        if fitted.fits:
-            found.append(
-                f"train.batch.batch_size={smaller} train.batch.grad_accum={new_accum} "
-                f"(peak {fitted.peak_memory_gib:.1f} GiB; effective batch "
-                f"{smaller * new_accum} for {effective})"
-            )
+        found.append(
+            f"train.batch.batch_size={smaller} train.batch.grad_accum={new_accum} "
+            f"(peak {fitted.peak_memory_gib:.1f} GiB; effective batch "
+            f"{smaller * new_accum} for {effective})"
+        )
     if not trace.gradient_checkpointing:
         found.append("train.gradient_checkpointing=true (keeps one layer's activations)")
     if memory.dominated_by in {"weights", "optimizer state"}:

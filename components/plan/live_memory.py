@@ -38,7 +38,6 @@ class LiveMemory(TorchDispatchMode):
         self.live = 0
         self.peak = 0
         self._tracked: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        self._refs: list[weakref.ref] = []
         for tensor in existing:
             self._tracked[tensor.untyped_storage()] = 0
 
@@ -54,7 +53,7 @@ class LiveMemory(TorchDispatchMode):
             return
         nbytes = storage.nbytes()
         self._tracked[storage] = nbytes
-        self._refs.append(weakref.ref(storage, lambda _ref, n=nbytes: self._release(n)))
+        weakref.finalize(storage, self._release, nbytes)
         self.live += nbytes
         self.peak = max(self.peak, self.live)
 

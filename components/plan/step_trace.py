@@ -64,7 +64,7 @@ def trace_step(
     cache = (cache_dir or default_cache_dir()) / f"{key}.json"
     if cache.is_file():
         return StepTrace(**json.loads(cache.read_text()))
-    trace = _trace(
+    trace = measure_step(
         model_config,
         config,
         shape,
@@ -108,7 +108,7 @@ def _cache_key(model_config: Any, config: TrainConfig, shape: SampleShape, *flag
     ]
 
 
-def _trace(
+def measure_step(
     model_config: Any,
     config: TrainConfig,
     shape: SampleShape,

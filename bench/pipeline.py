@@ -1,8 +1,9 @@
 """Local pipeline wall time: `uicap run` from an empty work folder, then again unchanged.
 
 The first run makes everything: the sample data, a tiny MiniCPM-V 4.6 warmed on the
-general set, then ingest, lineage, prepare, train, evaluate, register, gate and promote
-through kfp.local. The second run has nothing new: it must stop after the lineage check.
+general set, then lineage, ingest, prepare, train, evaluate, register, gate and promote
+through kfp.local. The second run has nothing new: it must stop at the lineage check,
+before ingest.
 Both are the real console script in a subprocess, as `make run` starts it. Prints both
 wall times, their ratio, the decisions, and the first run's step times (from the run's
 `logs/steps.json`), as JSON on the last line.

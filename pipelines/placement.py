@@ -38,9 +38,11 @@ def cpu_step(
     retries: int = 0,
     registry: bool = False,
     secret: SecretEnv | None = None,
+    hub_cache: bool = False,
 ) -> dsl.PipelineTask:
     """A CPU step: its name, caching and retries; on a cluster the pinned runtime image,
-    the MLflow credentials when it talks to the registry, and `secret` as env vars."""
+    the MLflow credentials when it talks to the registry, `secret` as env vars, and the
+    shared Hub cache when it downloads from the Hub."""
     task.set_display_name(name)
     if not cached:
         task.set_caching_options(False)
@@ -51,7 +53,18 @@ def cpu_step(
     task.set_container_image(settings.kubernetes.runtime_image)
     if registry:
         use_mlflow_credentials(task, settings)
+    if hub_cache:
+        use_hub_cache(task, settings)
     return use_secret(task, secret)
+
+
+def use_hub_cache(task: dsl.PipelineTask, settings: Settings) -> dsl.PipelineTask:
+    """Mount the Hub cache claim the settings name as HF_HOME (ingest, train, evaluate)."""
+    kube = settings.kubernetes
+    if kube is not None and kube.hf_cache_pvc:
+        kubernetes.mount_pvc(task, pvc_name=kube.hf_cache_pvc, mount_path=HF_CACHE_MOUNT)
+        task.set_env_variable("HF_HOME", HF_CACHE_MOUNT)
+    return task
 
 
 def apply_h100_placement(task: dsl.PipelineTask, settings: Settings) -> dsl.PipelineTask:
@@ -94,9 +107,7 @@ def apply_h100_placement(task: dsl.PipelineTask, settings: Settings) -> dsl.Pipe
     )
     use_secret(task, kube.hf_token_secret)
     use_mlflow_credentials(task, settings)
-    if kube.hf_cache_pvc:
-        kubernetes.mount_pvc(task, pvc_name=kube.hf_cache_pvc, mount_path=HF_CACHE_MOUNT)
-        task.set_env_variable("HF_HOME", HF_CACHE_MOUNT)
+    use_hub_cache(task, settings)
     kubernetes.set_timeout(task, kube.train_timeout_seconds)
     task.set_retry(num_retries=kube.retries, backoff_duration="60s", backoff_factor=2.0)
     return task

@@ -8,11 +8,19 @@ JSON parameter (`prepare_config`, `train_config`, `evaluate_config`, `gate`, `re
 the same JSON the lineage check reads, and the registry config is the one channel of the
 MLflow tracking URI to every step. Wiring, in order:
 
-- ingest is never cached (it must look at the source) and retries on network errors;
-- the lineage check ends the run with "no new data" when the champion was trained on the
-  same data, base and settings: nothing after it runs, so no GPU is spent;
-- prepare, train and evaluate are cached on their inputs; train resumes from checkpoints
-  under `checkpoint_root/<lineage key>`, which a retried task finds again;
+- lineage runs first and is never cached: it resolves the dataset's and the base's
+  revisions (a branch becomes the commit sha it names now; a local folder, its content
+  hash) and ends the run with "no new data" when the champion was trained on the same
+  revisions, prompt and settings. It downloads no data, so an unchanged scheduled run
+  costs one small pod;
+- every later step gets the resolved revisions, never a branch: ingest reads the dataset
+  at that sha (so ingest, and prepare after it, can be cached by KFP), train loads and
+  records the base at that revision, and evaluate, register, the pyfunc, predict and
+  export all follow the revision the model artifact records;
+- prepare reuses an earlier run's output for the same data fingerprint and settings, and
+  evaluate reuses the champion's and the base's captions of an unchanged split (both
+  under `reuse_root`); train resumes from checkpoints under
+  `checkpoint_root/<lineage key>`, which a retried task finds again;
 - champion, register, gate and promote talk to the registry, so they are never cached;
   promote runs only under `dsl.If` on the gate;
 - an `ExitHandler` wraps it all, and its task folds the steps' records into the outcome,
@@ -50,6 +58,7 @@ def build_retrain_pipeline(settings: Settings) -> Any:
     """The pipeline, with `settings` as its parameter defaults and cluster placement."""
     data, kube = settings.data, settings.kubernetes
     records_default = f"{settings.pipeline_root.rstrip('/')}/runs"
+    reuse_default = f"{settings.pipeline_root.rstrip('/')}/reuse"
     checkpoints_default = (
         f"{settings.pipeline_root.rstrip('/')}/checkpoints" if kube is not None else ""
     )
@@ -78,25 +87,15 @@ def build_retrain_pipeline(settings: Settings) -> Any:
         registry: str = settings.registry.to_parameter(),
         records_root: str = records_default,
         checkpoint_root: str = checkpoints_default,
+        reuse_root: str = reuse_default,
     ) -> None:
         notify = notify_op(records_root=records_root, run_id=RUN_ID, webhook_url_env=webhook_env)
         cpu_step(notify, "notify", settings, cached=False, secret=settings.notify.webhook_secret)
 
         with dsl.ExitHandler(notify, name="retrain"):
-            ingest = ingest_op(
+            lineage = lineage_op(
                 dataset=dataset,
                 revision=revision,
-                split=split,
-                column_map=column_map,
-                max_quarantine_fraction=max_quarantine_fraction,
-            )
-            hf_token = kube.hf_token_secret if kube is not None else None
-            cpu_step(
-                ingest, "ingest", settings, cached=False, retries=network_retries, secret=hf_token
-            )
-
-            lineage = lineage_op(
-                ingested=ingest.outputs["data"],
                 base_model=base_model,
                 prepare_config=prepare_config,
                 train_config=train_config,
@@ -105,12 +104,39 @@ def build_retrain_pipeline(settings: Settings) -> Any:
                 records_root=records_root,
                 run_id=RUN_ID,
             )
+            hf_token = kube.hf_token_secret if kube is not None else None
             cpu_step(
-                lineage, "lineage", settings, cached=False, retries=network_retries, registry=True
+                lineage,
+                "lineage",
+                settings,
+                cached=False,
+                retries=network_retries,
+                registry=True,
+                secret=hf_token,
             )
 
             with dsl.If(lineage.outputs["Output"] == True, name="new-data"):  # noqa: E712
-                prepare = prepare_op(ingested=ingest.outputs["data"], config=prepare_config)
+                ingest = ingest_op(
+                    dataset=dataset,
+                    revision=lineage.outputs["data_revision"],
+                    split=split,
+                    column_map=column_map,
+                    max_quarantine_fraction=max_quarantine_fraction,
+                )
+                cpu_step(
+                    ingest,
+                    "ingest",
+                    settings,
+                    retries=network_retries,
+                    secret=hf_token,
+                    hub_cache=True,
+                )
+
+                prepare = prepare_op(
+                    ingested=ingest.outputs["data"],
+                    config=prepare_config,
+                    reuse_root=reuse_root,
+                )
                 cpu_step(prepare, "prepare", settings)
 
                 general = dsl.importer(
@@ -122,6 +148,7 @@ def build_retrain_pipeline(settings: Settings) -> Any:
                     data=prepare.outputs["prepared"],
                     base_model=base_model,
                     config=train_config,
+                    base_revision=lineage.outputs["base_revision"],
                     checkpoint_uri=lineage.outputs["checkpoint_uri"],
                     registry=registry,
                     nproc_per_node=nproc_per_node,
@@ -146,8 +173,8 @@ def build_retrain_pipeline(settings: Settings) -> Any:
                     candidate=train.outputs["model"],
                     general=general.output,
                     champion=champion.output,
-                    base_model=base_model,
                     config=evaluate_config,
+                    reuse_root=reuse_root,
                     registry=registry,
                 )
                 evaluation.set_display_name("evaluate")

@@ -410,7 +410,9 @@ def _prepare(outputs: Mapping[str, Any], records: Path) -> str:
     splits = " · ".join(
         f"{split} {_count(counts[f'records_{split}'])}" for split in ("train", "val", "test")
     )
-    return f"{splits} records"
+    reuse = _metadata(outputs, "prepared").get("reuse", {}) if "prepared" in outputs else {}
+    reused = bool(reuse.get("reused"))
+    return f"{splits} records" + (", reused from an earlier run" if reused else "")
 
 
 def _train(outputs: Mapping[str, Any], records: Path) -> str:
@@ -430,7 +432,12 @@ def _evaluate(outputs: Mapping[str, Any], records: Path) -> str:
     metrics = _metadata(outputs, "metrics")
     baseline = _metadata(outputs, "evaluation")["baseline_role"]
     candidate, bar = float(metrics["candidate_CIDEr"]), float(metrics[f"{baseline}_CIDEr"])
-    return f"CIDEr {candidate:.3f} vs {baseline} {bar:.3f} ({candidate - bar:+.3f})"
+    figure = f"CIDEr {candidate:.3f} vs {baseline} {bar:.3f} ({candidate - bar:+.3f})"
+    reused = _metadata(outputs, "evaluation").get("reused_captions") or {}
+    roles = [role for role in ("champion", "base") if reused.get(role)]
+    if roles:
+        figure += f"; {' and '.join(roles)} captions reused"
+    return figure
 
 
 def _register(outputs: Mapping[str, Any], records: Path) -> str:

@@ -43,7 +43,7 @@ def test_component_defaults_match_the_plain_functions() -> None:
     assert op_defaults["max_quarantine_fraction"] == ingest_defaults["max_quarantine_fraction"]
     # Prepare's defaults are written once, in PrepareConfig: the op and the plain
     # function take the config whole and repeat none of its numbers.
-    assert _defaults(prepare_op.python_func) == {"config": ""}
+    assert _defaults(prepare_op.python_func) == {"config": "", "reuse_root": ""}
     assert _defaults(prepare)["config"] is None
     assert PrepareConfig.from_parameter("") == PrepareConfig()
     assert set(inspect.signature(prepare).parameters) >= {"input_dir", "output", "config"}

@@ -493,3 +493,35 @@ def test_cider_bootstrap_of_captions_sharing_no_ngram_with_the_references() -> N
         ["zebra quartz"] * 3, ["opens the page"] * 3, [["opens the page"], ["a b"], ["c d"]]
     )
     assert result.candidate == 0.0 and result.delta < 0
+
+
+def test_only_exactly_named_weights_have_captions_to_reuse(tmp_path: Path) -> None:
+    from components.evaluate.caption_reuse import CaptionStore, weights_identity
+    from components.evaluate.models import ResolvedModel
+
+    def plain(location: str, revision: str | None) -> ResolvedModel:
+        return ResolvedModel(location, "plain", location, revision, "minicpmv4_6")
+
+    # A branch names whatever it points to today: never reused.
+    assert weights_identity(plain("org/base", "main")) is None
+    assert weights_identity(plain("org/base", None)) is None
+    assert weights_identity(plain("org/base", "a" * 40)) == {
+        "family": "minicpmv4_6",
+        "hub": "org/base",
+        "revision": "a" * 40,
+    }
+    folder = tmp_path / "base"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    before = weights_identity(plain(str(folder), None))
+    (folder / "config.json").write_text('{"changed": true}')
+    assert weights_identity(plain(str(folder), None)) != before
+    unhashed = ResolvedModel("x", "artifact", str(folder), None, "minicpmv4_6")
+    assert weights_identity(unhashed) is None
+
+    store = CaptionStore(str(tmp_path / "store"))
+    store.put("k", {"a": "Opens a.", "b": "Opens b."}, 1.5, "models:/m/1")
+    assert store.get("k", ["a", "b"]) == ({"a": "Opens a.", "b": "Opens b."}, 1.5)
+    # A record the stored run did not caption: generate them all again.
+    assert store.get("k", ["a", "b", "c"]) is None
+    assert store.get("missing", ["a"]) is None

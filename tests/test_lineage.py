@@ -1,4 +1,8 @@
-"""The "no new data" check: a run's lineage key, and the verdict against a real registry."""
+"""The "no new data" check: a run's lineage key, and the verdict against a real registry.
+
+The Hub side (revisions resolved through the real huggingface_hub client) is in
+tests/test_hub_revisions.py; here the sources are local folders, whose revision is
+their content hash."""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from components.content_hash import content_hash
 from components.demo.samples import write_sample_dataset
-from components.ingest import ingest
+from components.ingest.source import SourceError
 from components.lineage import LINEAGE_KEY_TAG, check_against_champion, run_lineage
+from components.lineage.run import resolve_inputs
 from components.prepare.config import PrepareConfig
 from components.register.client import connect
 from components.register.config import RegistryConfig
@@ -20,14 +26,12 @@ PREPARE = PrepareConfig(max_image_side=448, html_budget_tokens=128)
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """Two ingest outputs of different data (seeds 0 and 1)."""
+    """Two local datasets of different data (seeds 0 and 1)."""
     root = tmp_path_factory.mktemp("lineage")
-    outputs = {}
-    for seed in (0, 1):
-        source = write_sample_dataset(root / f"source{seed}", kind="ui", records=24, seed=seed)
-        ingest(str(source), root / f"ingested{seed}")
-        outputs[seed] = root / f"ingested{seed}"
-    return outputs
+    return {
+        seed: write_sample_dataset(root / f"source{seed}", kind="ui", records=24, seed=seed)
+        for seed in (0, 1)
+    }
 
 
 def lineage_of(
@@ -38,9 +42,15 @@ def lineage_of(
     prepare: PrepareConfig = PREPARE,
 ):
     """The lineage as the lineage step computes it from the JSON its configs travel as."""
-    pinned = [f"base_revision={base_revision}", "family=minicpmv4_6"]
-    train = parse_config(train_config, pinned)
-    return run_lineage(folder, base_model="openbmb/MiniCPM-V-4.6", prepare=prepare, train=train)
+    train = parse_config(train_config, ["family=minicpmv4_6"])
+    return run_lineage(
+        dataset=str(folder),
+        data_revision=content_hash(folder),
+        base_model="openbmb/MiniCPM-V-4.6",
+        base_revision=base_revision,
+        prepare=prepare,
+        train=train,
+    )
 
 
 def test_the_key_ignores_how_the_config_is_written(ingested) -> None:
@@ -70,9 +80,23 @@ def test_data_base_and_settings_each_change_the_key(ingested) -> None:
     assert lineage_of(ingested[0], prepare=reseeded).key != reference
 
 
-def test_a_folder_that_is_not_an_ingest_output_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"manifest\.json"):
-        lineage_of(tmp_path)
+def test_local_folders_resolve_to_their_content_hash_and_hold_to_it(
+    ingested, tmp_path: Path
+) -> None:
+    base = write_sample_dataset(tmp_path / "base", kind="ui", records=3, seed=3)
+    resolved = resolve_inputs(str(ingested[0]), "", str(base), None)
+    assert resolved.data_revision == content_hash(ingested[0])
+    # A local base records a non-empty revision: the hash of its files.
+    assert resolved.base_revision == content_hash(base)
+    assert resolved.base_revision.startswith("sha256:")
+    with pytest.raises(SourceError, match="its revision is the content hash"):
+        resolve_inputs(str(ingested[0]), "main", str(base), None)
+
+
+def test_the_base_revision_in_the_key_is_the_resolved_one(ingested) -> None:
+    lineage = lineage_of(ingested[0], base_revision="0" * 40)
+    assert lineage.train["base_revision"] == "0" * 40
+    assert lineage.to_dict()["base_revision"] == "0" * 40
 
 
 @pytest.fixture
@@ -111,7 +135,7 @@ def test_new_data_is_named_in_the_reasons(ingested, registry, tmp_path) -> None:
         lineage_of(ingested[1], train_config='{"optim": {"lr": 0.002}}'), registry
     )
     assert check.changed and check.record()["decision"] is None
-    assert any(reason.startswith("data fingerprint") for reason in check.reasons)
+    assert any(reason.startswith("data revision") for reason in check.reasons)
     assert any("train settings changed: optim" in reason for reason in check.reasons)
 
 

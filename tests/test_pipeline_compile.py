@@ -90,6 +90,7 @@ def test_secrets_are_referenced_by_name_and_no_value_is_written(compiled) -> Non
     }
     assert "hf-token" in names["exec-train-op"]
     assert "hf-token" in names["exec-ingest-op"]
+    assert "hf-token" in names["exec-lineage-op"]  # it resolves revisions on the Hub
     assert "mlflow-credentials" in names["exec-register-op"]
     assert "mlflow-credentials" in names["exec-promote-op"]
     assert "uicap-notify" in names["exec-notify-op"]
@@ -98,11 +99,13 @@ def test_secrets_are_referenced_by_name_and_no_value_is_written(compiled) -> Non
 def test_promote_runs_only_under_the_gate_and_the_rest_only_when_data_changed(compiled) -> None:
     _, spec, _ = compiled
     handler = _tasks(spec, "comp-exit-handler-1")
-    assert set(handler) == {"ingest-op", "lineage-op", "condition-2"}
+    # Nothing downloads data before the lineage check: ingest is inside the condition.
+    assert set(handler) == {"lineage-op", "condition-2"}
     new_data = handler["condition-2"]["triggerPolicy"]["condition"]
     assert "lineage-op-Output" in new_data
     inner = _tasks(spec, "comp-condition-2")
-    assert {"prepare-op", "train-op", "evaluate-op", "register-op", "gate-op"} <= set(inner)
+    names = {"ingest-op", "prepare-op", "train-op", "evaluate-op", "register-op", "gate-op"}
+    assert names <= set(inner)
     assert "promote-op" not in inner
     gated = inner["condition-3"]["triggerPolicy"]["condition"]
     assert gated == "inputs.parameter_values['pipelinechannel--gate-op-Output'] == true"
@@ -123,10 +126,12 @@ def test_caching_and_retries_follow_what_each_step_touches(compiled) -> None:
     _, spec, _ = compiled
     handler = _tasks(spec, "comp-exit-handler-1")
     inner = _tasks(spec, "comp-condition-2")
-    assert handler["ingest-op"]["cachingOptions"] == {}  # never cached: it reads the source
-    assert handler["ingest-op"]["retryPolicy"]["maxRetryCount"] >= 1
-    for name in ("prepare-op", "train-op", "evaluate-op"):
+    assert handler["lineage-op"]["cachingOptions"] == {}  # never cached: it asks the Hub
+    assert handler["lineage-op"]["retryPolicy"]["maxRetryCount"] >= 1
+    # ingest reads an immutable revision (a sha or a content hash), so it may be cached.
+    for name in ("ingest-op", "prepare-op", "train-op", "evaluate-op"):
         assert inner[name]["cachingOptions"] == {"enableCache": True}, name
+    assert inner["ingest-op"]["retryPolicy"]["maxRetryCount"] >= 1
     for name in ("champion-op", "register-op", "gate-op"):
         assert inner[name]["cachingOptions"] == {}, name
     assert inner["train-op"]["retryPolicy"]["maxRetryCount"] >= 1
@@ -143,7 +148,9 @@ def test_pipeline_root_and_parameters_come_from_the_profile(compiled) -> None:
     assert spec["defaultPipelineRoot"] == settings.pipeline_root
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["dataset"]["defaultValue"] == settings.data.dataset
-    assert params["revision"]["defaultValue"] == settings.data.revision
+    # A schedule follows the dataset's main branch; each run resolves it to a sha.
+    assert params["revision"]["defaultValue"] == settings.data.revision == "main"
+    assert params["reuse_root"]["defaultValue"] == f"{settings.pipeline_root}/reuse"
     assert params["column_map"]["defaultValue"] == "wave-ui"
     assert params["max_quarantine_fraction"]["parameterType"] == "NUMBER_DOUBLE"
     assert params["nproc_per_node"]["parameterType"] == "NUMBER_INTEGER"
@@ -181,6 +188,23 @@ def test_each_step_gets_its_config_and_the_registry_from_the_same_parameters(com
         assert "tracking_uri" not in inner[name]["inputs"]["parameters"], name
 
 
+def test_later_steps_read_the_revisions_the_lineage_step_resolved(compiled) -> None:
+    _, spec, kube = compiled
+    inner = _tasks(spec, "comp-condition-2")
+
+    def channel(task: dict[str, Any], name: str) -> str:
+        return task["inputs"]["parameters"][name]["componentInputParameter"]
+
+    assert channel(inner["ingest-op"], "revision") == "pipelinechannel--lineage-op-data_revision"
+    base = channel(inner["train-op"], "base_revision")
+    assert base == "pipelinechannel--lineage-op-base_revision"
+    # evaluate takes the base the candidate artifact records, not the branch in the settings.
+    assert "base_model" not in inner["evaluate-op"]["inputs"].get("parameters", {})
+    for name in ("exec-ingest-op", "exec-train-op", "exec-evaluate-op"):
+        (mount,) = kube[name]["pvcMount"]
+        assert mount["mountPath"] == "/hf-cache", name
+
+
 def test_components_never_import_the_pipeline_package() -> None:
     root = Path(__file__).parents[1] / "components"
     importers = []
@@ -204,4 +228,4 @@ def test_local_profile_compiles_without_cluster_placement(tmp_path: Path) -> Non
     assert rest == []  # no kubernetes platform spec at all
     container = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]
     assert "accelerator" not in container.get("resources", {})
-    assert "retryPolicy" not in _tasks(spec, "comp-exit-handler-1")["ingest-op"]
+    assert "retryPolicy" not in _tasks(spec, "comp-condition-2")["ingest-op"]

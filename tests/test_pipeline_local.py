@@ -2,10 +2,13 @@
 
 Every step is real: kfp.local runs each component as a subprocess of this venv, the
 models train and generate on the CPU, and MLflow is the SQLite file in the work folder.
-The runs share one work folder, in order: the first promotes a champion, the second
-finds nothing new and stops after ingest, the third gets new data (whose rows carry
-`<script>` in html and summary) and retrains and gates. The second runs with
-`--verbose`; the others print one line per step and keep the rest in the run's logs.
+The runs share one work folder, in order: the first promotes a champion; the second
+finds nothing new and stops at the lineage check, before ingest; the third reads the
+same records from another folder with one training setting changed, so it retrains but
+reuses the prepared data and the champion's and base's captions; the fourth gets new
+data (whose rows carry `<script>` in html and summary) and retrains and gates. The
+second runs with `--verbose`; the others print one line per step and keep the rest in
+the run's logs.
 """
 
 from __future__ import annotations
@@ -113,7 +116,16 @@ def second(workdir: Path, first) -> tuple[subprocess.CompletedProcess[str], Outc
 
 
 @pytest.fixture(scope="module")
-def third(workdir: Path, second) -> tuple[subprocess.CompletedProcess[str], Outcome]:
+def same_records(workdir: Path, second) -> tuple[subprocess.CompletedProcess[str], Outcome]:
+    """The sample data copied to another folder (same content hash), one epoch of training:
+    the settings changed, so it retrains, but prepare and two of evaluate's three models
+    have nothing new to do."""
+    copy = shutil.copytree(workdir / "data" / "ui", workdir.parent / "same-records")
+    return _uicap_run(workdir, "--dataset", str(copy), "--set", "train.schedule.epochs=1")
+
+
+@pytest.fixture(scope="module")
+def third(workdir: Path, same_records) -> tuple[subprocess.CompletedProcess[str], Outcome]:
     dataset = _script_dataset(workdir.parent / "new-data")
     return _uicap_run(workdir, "--dataset", str(dataset))
 
@@ -127,6 +139,8 @@ def test_first_run_promotes_a_champion_and_says_so(workdir: Path, first) -> None
     assert str(champion.version) == outcome.model_version == "1"
     assert champion.tags["uicap.gate.decision"] == "passed"
     assert champion.tags["uicap.lineage.key"]
+    # The local base is pinned by the content hash of its files, never left empty.
+    assert champion.tags["uicap.base.revision"].startswith("sha256:")
     # The summary: the metric table, the decision with reasons, the report, MLflow.
     assert "candidate vs base" in done.stdout
     assert "promoted" in done.stdout
@@ -172,7 +186,7 @@ def test_first_run_prints_one_line_per_step_start_and_end_and_logs_the_rest(
     assert {row["step"] for row in rows} == ran
 
 
-def test_unchanged_rerun_skips_after_ingest(workdir: Path, first, second) -> None:
+def test_unchanged_rerun_stops_before_ingest(workdir: Path, first, second) -> None:
     done, outcome = second
     assert done.returncode == 0, done.stderr[-3000:]
     assert outcome.decision == "no new data"
@@ -180,9 +194,36 @@ def test_unchanged_rerun_skips_after_ingest(workdir: Path, first, second) -> Non
     assert "champion version 1" in outcome.reasons[0]
     # --verbose: kfp.local's stream as it prints it, and the logs all the same.
     assert "Executing task" in done.stdout and "[KFP Executor" in done.stdout
-    assert (outcome_folder(workdir) / "logs" / "ingest.log").is_file()
+    logs = outcome_folder(workdir) / "logs"
+    assert (logs / "lineage.log").is_file() and not (logs / "ingest.log").exists()
     versions = _registry(workdir).search_model_versions("name='ui-element-captioner'")
     assert [str(v.version) for v in versions] == ["1"]
+
+
+def test_the_same_records_reuse_prepared_data_and_the_champions_captions(
+    workdir: Path, first, same_records
+) -> None:
+    done, outcome = same_records
+    assert done.returncode == 0, done.stderr[-3000:]
+    lineage = outcome.steps["lineage"]
+    assert lineage["changed"] is True
+    assert lineage["reasons"] == ["train settings changed: schedule"]
+    lines = {step: (status, figure) for step, status, figure in ended(done.stdout)}
+    # ingest ran (another folder), and prepare copied the first run's output.
+    assert lines["ingest"][0] == lines["prepare"][0] == "succeeded"
+    assert lines["prepare"][1].endswith("reused from an earlier run")
+    evaluation = json.loads(Path(outcome.steps["gate"]["evaluation"]).read_text())
+    models = evaluation["models"]
+    assert models["champion"]["reused_captions"] == ["test", "general"]
+    assert models["base"]["reused_captions"] == ["test", "general"]
+    assert models["candidate"]["reused_captions"] == []
+    assert models["champion"]["generation_seconds"] == {"test": None, "general": None}
+    assert models["candidate"]["generation_seconds"]["test"] > 0
+    first_evaluation = json.loads(Path(first[1].steps["gate"]["evaluation"]).read_text())
+    # Reused captions score as the champion's own did when it was the candidate.
+    assert models["champion"]["test"] == first_evaluation["models"]["candidate"]["test"]
+    assert models["base"]["test"] == first_evaluation["models"]["base"]["test"]
+    assert "champion and base captions reused" in lines["evaluate"][1]
 
 
 def test_new_data_retrains_and_gates_and_the_report_shows_scripts_as_text(
@@ -192,14 +233,14 @@ def test_new_data_retrains_and_gates_and_the_report_shows_scripts_as_text(
     assert done.returncode == 0, done.stderr[-3000:]
     assert outcome.decision in ("promoted", "rejected")
     assert outcome.steps["lineage"]["changed"] is True
-    assert any("data fingerprint" in reason for reason in outcome.steps["lineage"]["reasons"])
-    assert outcome.model_version == "2"
+    assert any("data revision" in reason for reason in outcome.steps["lineage"]["reasons"])
+    assert outcome.model_version == "3"
     evaluation = json.loads(Path(outcome.steps["gate"]["evaluation"]).read_text())
     assert evaluation["baseline_role"] == "champion"
     html = Path(outcome.report).read_text()
     assert PAYLOAD not in html
     assert "&lt;script&gt;window.__uicap_pwned = 1&lt;/script&gt;" in html
-    version = _registry(workdir).get_model_version("ui-element-captioner", "2")
+    version = _registry(workdir).get_model_version("ui-element-captioner", "3")
     assert version.tags["uicap.gate.decision"] in ("passed", "rejected")
 
 
@@ -207,11 +248,11 @@ def test_a_failing_run_exits_non_zero_and_names_the_failure(workdir: Path, third
     done, outcome = _uicap_run(workdir, "--dataset", str(workdir.parent / "does-not-exist"))
     assert done.returncode == 1
     assert outcome.status == "FAILED" and outcome.decision == "failed"
-    assert "ingest" in done.stdout + done.stderr
-    assert ("ingest", "failed", "") in ended(done.stdout)
-    assert started(done.stdout) == ["ingest", "notify"]  # nothing after ingest ran
+    assert "does-not-exist" in done.stdout + done.stderr
+    assert ("lineage", "failed", "") in ended(done.stdout)
+    assert started(done.stdout) == ["lineage", "notify"]  # nothing after lineage ran
     # The failed step's last 30 log lines, with the log's path, under its end line.
-    log = outcome_folder(workdir) / "logs" / "ingest.log"
+    log = outcome_folder(workdir) / "logs" / "lineage.log"
     assert f"last 30 lines of {log}:" in done.stdout
     tail = [line[4:] for line in done.stdout.splitlines() if line.startswith("  | ")]
     assert tail == [line.rstrip() for line in log.read_text().rstrip().splitlines()[-30:]]

@@ -249,3 +249,23 @@ def test_export_writes_merged_weights_that_caption_the_same(
     turns = [record.turn(with_answer=False) for record in served["records"]]
     merged = family.generate(model.eval(), processor, turns, MAX_NEW_TOKENS)
     assert merged == served["captions"]
+
+
+def test_a_local_base_that_changed_since_training_is_refused(
+    served: dict[str, Any], local_profile: LocalProfile, tmp_path: Path
+) -> None:
+    import shutil
+
+    from components.captioner.artifact import METADATA_FILE, load_captioner
+    from components.content_hash import PinMismatchError, content_hash
+
+    base = shutil.copytree(local_profile.assets.base_model, tmp_path / "base")
+    artifact = shutil.copytree(served["artifact"], tmp_path / "artifact")
+    metadata = json.loads((artifact / METADATA_FILE).read_text())
+    metadata.update(base_model=str(base), base_revision=content_hash(base))
+    (artifact / METADATA_FILE).write_text(json.dumps(metadata))
+    assert load_captioner(artifact, device="cpu").metadata.base_revision.startswith("sha256:")
+
+    (base / "config.json").write_text((base / "config.json").read_text() + "\n")
+    with pytest.raises(PinMismatchError, match=r"base model .*base changed since it was"):
+        load_captioner(artifact, device="cpu")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import datasets
@@ -13,6 +14,7 @@ from PIL import Image
 
 from components.demo.samples import write_sample_dataset
 from components.ingest import ingest
+from components.ingest.manifest import IngestManifest
 from components.prepare import (
     GENERAL_PROMPT,
     MAGENTA,
@@ -282,6 +284,46 @@ def test_two_workers_write_the_same_output_as_one(ingested: Path, tmp_path: Path
     budget = PrepareConfig(max_image_side=256, html_budget_tokens=5)
     changed = prepare(ingested, tmp_path / "three", budget)
     assert changed.fingerprint != one.fingerprint
+
+
+def test_the_same_records_and_settings_reuse_the_stored_output(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.prepare import reuse
+
+    store, config = str(tmp_path / "store"), PrepareConfig(max_image_side=256)
+    first, kept = reuse.prepare_reusing(ingested, tmp_path / "first", config, store)
+    assert not kept.reused
+    assert (Path(kept.entry) / reuse.COMPLETE_MARKER).is_file()
+
+    # The same records under another source name and revision (a mirror, a new commit).
+    moved = tmp_path / "moved-ingest"
+    shutil.copytree(ingested, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["source"].update(dataset="mirror/ui", resolved_revision="f" * 40)
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+
+    def no_rendering(*args: object, **kwargs: object) -> None:
+        raise AssertionError("prepare rendered again")
+
+    monkeypatch.setattr("components.prepare.run.prepare", no_rendering)
+    second, again = reuse.prepare_reusing(moved, tmp_path / "second", config, store)
+    assert again.reused and again.key == kept.key
+    assert second.fingerprint == first.fingerprint
+    # The copy carries this run's lineage, not the run that rendered it.
+    assert second.source.dataset == "mirror/ui" and second.source.resolved_revision == "f" * 40
+    assert not (tmp_path / "second" / reuse.COMPLETE_MARKER).exists()
+    for split in SPLIT_NAMES:
+        assert read_split(tmp_path / "first", split) == read_split(tmp_path / "second", split)
+    images = sorted(p.name for p in (tmp_path / "first" / "images").iterdir())
+    assert images == sorted(p.name for p in (tmp_path / "second" / "images").iterdir())
+
+    # Other settings are another entry; an entry without its marker is never read.
+    other = PrepareConfig(max_image_side=128)
+    assert reuse.prepared_key(IngestManifest.read(ingested), other) != kept.key
+    (Path(kept.entry) / reuse.COMPLETE_MARKER).unlink()
+    with pytest.raises(AssertionError, match="rendered again"):
+        reuse.prepare_reusing(moved, tmp_path / "third", config, store)
 
 
 def test_prepare_refuses_an_ingest_output_that_failed_its_gate(tmp_path: Path) -> None:

@@ -214,6 +214,8 @@ def test_figures_come_from_the_steps_outputs_and_records(tmp_path: Path) -> None
     splits = {"records_train": 473.0, "records_val": 66.0, "records_test": 61.0}
     prepared = {"counts": _artifact(dsl.Metrics, "counts", splits)}
     assert step_figure("prepare", prepared, tmp_path) == "train 473 · val 66 · test 61 records"
+    prepared["prepared"] = _artifact(dsl.Dataset, "prepared", {"reuse": {"reused": True}})
+    assert step_figure("prepare", prepared, tmp_path).endswith(", reused from an earlier run")
     model = {"final_step": 240, "best_val_loss": 1.23456, "best_step": 220}
     trained = {"model": _artifact(dsl.Model, "model", model)}
     assert step_figure("train", trained, tmp_path) == "240 steps, best val loss 1.235 at step 220"
@@ -222,11 +224,17 @@ def test_figures_come_from_the_steps_outputs_and_records(tmp_path: Path) -> None
         "evaluation": _artifact(dsl.Artifact, "evaluation", {"baseline_role": "base"}),
     }
     assert step_figure("evaluate", evaluated, tmp_path) == "CIDEr 0.610 vs base 0.040 (+0.570)"
+    reused = {"baseline_role": "champion", "reused_captions": {"champion": ["test"], "base": []}}
+    evaluated["evaluation"] = _artifact(dsl.Artifact, "evaluation", reused)
+    evaluated["metrics"].metadata["champion_CIDEr"] = 0.5
+    assert step_figure("evaluate", evaluated, tmp_path) == (
+        "CIDEr 0.610 vs champion 0.500 (+0.110); champion captions reused"
+    )
     (tmp_path / "run-1" / "steps").mkdir(parents=True)
-    record = {"reasons": ["data fingerprint changed"]}
+    record = {"reasons": ["data revision changed"]}
     (tmp_path / "run-1" / "steps" / "lineage.json").write_text(json.dumps(record))
     lineage = step_figure("lineage", {"Output": True}, tmp_path)
-    assert lineage == "new data: data fingerprint changed"
+    assert lineage == "new data: data revision changed"
     assert step_figure("register", {"Output": "3"}, tmp_path) == "version 3"
     outcome = json.dumps({"status": "SUCCEEDED", "decision": "rejected"})
     assert step_figure("notify", {"Output": outcome}, tmp_path) == "outcome: rejected"

@@ -60,7 +60,14 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def lineage_key(ingested: Path, *overrides: str, workers: int = 1) -> str:
     train = parse_config("", [*FIRST_RUN, *overrides])
     prepare = PrepareConfig(max_image_side=448, workers=workers)
-    return run_lineage(ingested, base_model="m", prepare=prepare, train=train).key
+    return run_lineage(
+        dataset=str(ingested),
+        data_revision="sha256:data",
+        base_model="m",
+        base_revision="sha256:base",
+        prepare=prepare,
+        train=train,
+    ).key
 
 
 def train_args(data: Path, base: Path, output: Path, *overrides: str) -> list[str]:

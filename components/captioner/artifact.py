@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components.captioner.families import Turn, VLMFamily, get_family
 from components.captioner.generation import GenerationConfig
+from components.content_hash import check_pinned
 
 METADATA_FILE = "uicap_model.json"
 ADAPTER_DIR = "adapter"
@@ -111,6 +112,10 @@ def load_captioner(
         from peft import PeftModel
 
         base = base_model or metadata.base_model
+        if Path(base).is_dir():
+            # A local base is pinned by its content hash: an adapter on other weights
+            # would caption, wrongly, without a word.
+            check_pinned(Path(base), metadata.base_revision, "base model")
         model, processor = family.load(base, metadata.base_revision, dtype=dtype, device=device)
         model = PeftModel.from_pretrained(model, str(weights), is_trainable=False)
         if merge:

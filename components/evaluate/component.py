@@ -24,6 +24,7 @@ def evaluate_op(
     base_model: str = "",
     config: str = "",
     registry: str = "",
+    reuse_root: str = "",
 ):
     """Score the candidate against the champion (or the base) on the test split.
 
@@ -42,6 +43,9 @@ def evaluate_op(
             seed ("" = its defaults).
         registry: RegistryConfig as JSON: the tracking URI that models:/ references resolve
             through (none named: $MLFLOW_TRACKING_URI).
+        reuse_root: Where captions are kept by weights, split and decoding settings, so
+            the champion's and the base's captions of an unchanged split are read back,
+            not generated again ("" = always generate).
     """
     import shutil
     import tempfile
@@ -61,11 +65,15 @@ def evaluate_op(
             output_dir=Path(scratch),
             config=EvaluateConfig.from_parameter(config),
             tracking_uri=RegistryConfig.from_parameter(registry).tracking_uri,
+            reuse_root=reuse_root or None,
         )
         shutil.copyfile(Path(scratch) / EVALUATION_FILE, evaluation.path)
         shutil.copyfile(Path(scratch) / REPORT_FILE, report.path)
     for name, value in result.summary_metrics().items():
         metrics.log_metric(name, value)
     evaluation.metadata["baseline_role"] = result.baseline_role
+    evaluation.metadata["reused_captions"] = {
+        role: model.reused_captions for role, model in result.models.items()
+    }
     evaluation.metadata["schema_version"] = result.schema_version
     evaluation.metadata["primary_delta"] = result.comparison[result.primary_metric].delta

@@ -57,7 +57,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.captioner.artifact import ModelMetadata
 from components.evaluate.diversity import CaptionDiversity
@@ -145,6 +145,9 @@ class ModelResult(_Part):
     test: SplitMetrics
     general: SplitMetrics | None
     generation_seconds: SplitSeconds
+    # Splits whose captions an earlier evaluation of the same weights generated
+    # (caption_reuse); their generation_seconds are None.
+    reused_captions: list[str] = Field(default_factory=list)
 
 
 class Comparison(_Part):

@@ -26,6 +26,12 @@ from typing import Any
 
 from components.evaluate.answer_format import DEFAULT_MAX_WORDS
 from components.evaluate.bootstrap import paired_bootstrap
+from components.evaluate.caption_reuse import (
+    CaptionStore,
+    Generation,
+    captions_key,
+    weights_identity,
+)
 from components.evaluate.cider import ResampledCider
 from components.evaluate.coco_metrics import UNAVAILABLE_METRICS
 from components.evaluate.config import EvaluateConfig
@@ -281,24 +287,50 @@ def caption_all(
     max_new_tokens: int,
     device: str,
     dtype: Any,
-) -> tuple[dict[str, dict[str, dict[str, str]]], dict[str, dict[str, float | None]]]:
-    """Captions per role per dataset, and the seconds they took; one model in memory at a time."""
+    store: CaptionStore | None = None,
+) -> tuple[
+    dict[str, dict[str, dict[str, str]]],
+    dict[str, dict[str, float | None]],
+    dict[str, list[str]],
+]:
+    """Captions per role per dataset, the seconds they took, and the splits whose captions
+    came from `store`; one model in memory at a time, and none loaded that has nothing
+    left to caption."""
+    generation = Generation(max_new_tokens, batch_size, device, str(dtype).removeprefix("torch."))
     captions: dict[str, dict[str, dict[str, str]]] = {}
     seconds: dict[str, dict[str, float | None]] = {}
+    reused: dict[str, list[str]] = {}
     for role, model in models.items():
+        captions[role], seconds[role], reused[role] = {}, {"test": None, "general": None}, []
+        weights = weights_identity(model) if store is not None else None
+        pending: list[tuple[EvalData, str | None]] = []
+        for data in datasets:
+            key = captions_key(weights, data, generation) if weights is not None else None
+            found = None
+            if store is not None and key is not None:
+                found = store.get(key, [record.id for record in data.records])
+            if found is None:
+                pending.append((data, key))
+                continue
+            log.info("reusing the %s's captions of %s (%s)", role, data.name, key[:12])
+            captions[role][data.name] = found[0]
+            reused[role].append(data.name)
+        if not pending:
+            continue
         log.info("loading %s: %s", role, model.reference)
         captioning = model.load(device, dtype)
-        captions[role], seconds[role] = {}, {"test": None, "general": None}
-        for data in datasets:
+        for data, key in pending:
             log.info("captioning %d %s records with the %s", len(data.records), data.name, role)
             run = generate_captions(
                 captioning, data.records, batch_size=batch_size, max_new_tokens=max_new_tokens
             )
             captions[role][data.name] = run.captions
             seconds[role][data.name] = round(run.seconds, 3)
+            if store is not None and key is not None:
+                store.put(key, run.captions, round(run.seconds, 3), model.reference)
         del captioning
         _release_memory()
-    return captions, seconds
+    return captions, seconds, reused
 
 
 def evaluate(
@@ -315,13 +347,16 @@ def evaluate(
     max_words: int = DEFAULT_MAX_WORDS,
     tracking_uri: str | None = None,
     device: str | None = None,
+    reuse_root: str | None = None,
 ) -> Evaluation:
     """Score candidate, champion and base; write evaluation.json and report.html.
 
     `base` defaults to the base model the candidate artifact names (or the candidate
     itself when it is a plain model); `family` is for plain models whose family cannot be
     read from their folder. `config` (default: `EvaluateConfig()`) sets batching, caption
-    length, bootstrap resamples and seed. Returns the evaluation that evaluation.json holds.
+    length, bootstrap resamples and seed. With `reuse_root`, captions of a model and split
+    that are unchanged since an earlier evaluation are read from there, not generated
+    (`caption_reuse`). Returns the evaluation that evaluation.json holds.
     """
     from components.evaluate.report import write_report
 
@@ -344,8 +379,9 @@ def evaluate(
         models = resolve_roles(
             candidate, champion, base, family, Path(downloads), tracking_uri=tracking_uri
         )
-        captions, seconds = caption_all(
-            models, datasets, batch_size, max_new_tokens, device=device, dtype=dtype
+        store = CaptionStore(reuse_root) if reuse_root else None
+        captions, seconds, reused = caption_all(
+            models, datasets, batch_size, max_new_tokens, device=device, dtype=dtype, store=store
         )
     baseline_role: BaselineRole = "champion" if champion else "base"
 
@@ -406,6 +442,7 @@ def evaluate(
                 if general is None
                 else SplitMetrics.model_validate(scored["general"][role].metrics),
                 generation_seconds=SplitSeconds(**seconds[role]),
+                reused_captions=reused[role],
             )
             for role, model in models.items()
         },

@@ -25,7 +25,9 @@ def ingest_op(
         dataset: Hugging Face Hub dataset id (owner/name) or a local dataset folder.
         data: Output folder: data/ (kept records, `datasets.load_from_disk`) + manifest.json.
         counts: Record counts: records_in, records_kept, records_quarantined.
-        revision: Hub branch, tag or commit to read ("" = main); it is resolved to a sha.
+        revision: Hub branch, tag or commit to read ("" = main), resolved to a sha; the
+            pipeline passes the sha its lineage step resolved. For a local folder, its
+            content hash as resolved then (a folder that changed since is refused).
         split: Split of the source dataset to read.
         column_map: Preset (wave-ui, rico-widget-captions) and/or src=dst renames ("" = none).
         max_quarantine_fraction: Fail the step when more records than this are quarantined.

@@ -12,20 +12,22 @@ immutable revision:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from components.content_hash import CONTENT_HASH_PREFIX, content_hash
+
 if TYPE_CHECKING:
     from datasets import Dataset
 
 SourceKind = Literal["hub", "hub-layout folder", "save_to_disk folder"]
+# A full git commit id: immutable, so nothing needs to ask the Hub what it names.
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 # owner/name or name, as the Hub spells repository ids.
 HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
-HASH_CHUNK = 1 << 20
 
 
 class SourceError(RuntimeError):
@@ -57,14 +59,19 @@ def is_local(dataset: str) -> bool:
 
 
 def load_source(dataset: str, revision: str | None = None, split: str = "train") -> Source:
-    """Load one split of `dataset` (Hub id or local folder) and resolve its revision."""
+    """Load one split of `dataset` (Hub id or local folder) and resolve its revision.
+
+    For a local folder, `revision` may name the content hash it had when the run resolved
+    it: a folder that changed since then is refused rather than read as something else.
+    """
     if is_local(dataset):
-        if revision:
+        folder = Path(dataset).expanduser()
+        if revision and not revision.startswith(CONTENT_HASH_PREFIX):
             raise SourceError(
                 f"--revision {revision!r} applies to Hub datasets only; {dataset} is a local "
                 "folder (its revision is the content hash of its files)"
             )
-        return _load_local(Path(dataset).expanduser(), split)
+        return _load_local(folder, split, revision)
     return _load_hub(dataset, revision, split)
 
 
@@ -73,12 +80,17 @@ def _is_saved_to_disk(folder: Path) -> bool:
     return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
 
 
-def _load_local(folder: Path, split: str) -> Source:
+def _load_local(folder: Path, split: str, pinned: str | None = None) -> Source:
     import datasets
 
     if not folder.is_dir():
         raise SourceError(f"{folder} is a file; a local dataset is a folder")
     revision = content_hash(folder)
+    if pinned and pinned != revision:
+        raise SourceError(
+            f"{folder} changed after this run resolved it: its files now hash to {revision}, "
+            f"the run pinned {pinned}"
+        )
     try:
         if _is_saved_to_disk(folder):
             loaded = datasets.load_from_disk(str(folder))
@@ -97,56 +109,69 @@ def _load_local(folder: Path, split: str) -> Source:
     return Source(str(folder), "hub-layout folder", None, revision, split, rows)
 
 
-def content_hash(folder: Path) -> str:
-    """sha256 over every visible file's relative path and bytes, in sorted path order."""
-    digest = hashlib.sha256()
-    relative = {
-        path.relative_to(folder).as_posix(): path
-        for path in folder.rglob("*")
-        if path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    }
-    for name in sorted(relative):
-        digest.update(name.encode() + b"\0")
-        with relative[name].open("rb") as handle:
-            while chunk := handle.read(HASH_CHUNK):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return f"sha256:{digest.hexdigest()}"
-
-
-def resolve_hub_revision(dataset: str, revision: str | None) -> str:
-    """The commit sha that `revision` (default: the main branch) of `dataset` points to."""
+def resolve_hub_revision(
+    repo_id: str, revision: str | None, repo_type: Literal["dataset", "model"] = "dataset"
+) -> str:
+    """The commit sha that `revision` (default: the main branch) of a Hub repo points to."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
+    what = f"Hub {repo_type} {repo_id}"
     token = os.environ.get("HF_TOKEN") or None
     try:
-        info = HfApi().dataset_info(dataset, revision=revision, token=token)
+        info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, token=token)
     except RevisionNotFoundError as error:
-        raise SourceError(f"Hub dataset {dataset} has no revision {revision!r}") from error
+        raise SourceError(f"{what} has no revision {revision!r}") from error
     except RepositoryNotFoundError as error:
         raise SourceError(
-            f"Hub dataset {dataset} was not found (private or gated datasets need HF_TOKEN)"
+            f"{what} was not found (private or gated repositories need HF_TOKEN)"
         ) from error
     except Exception as error:
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise SourceError(
-            f"cannot reach the Hugging Face Hub to resolve {dataset}@{revision or 'main'}"
+            f"cannot reach the Hugging Face Hub to resolve {repo_id}@{revision or 'main'}"
             f"{offline}: {error}"
         ) from error
     if not info.sha:
-        raise SourceError(f"the Hub returned no commit sha for {dataset}@{revision or 'main'}")
+        raise SourceError(f"the Hub returned no commit sha for {repo_id}@{revision or 'main'}")
     return info.sha
 
 
-def _load_hub(dataset: str, revision: str | None, split: str) -> Source:
-    import datasets
+def resolve_revision(
+    reference: str, revision: str | None, repo_type: Literal["dataset", "model"]
+) -> str:
+    """What `reference` names right now, immutably: a Hub commit sha, or a local folder's
+    content hash (a revision given for a folder must be that hash)."""
+    if not is_local(reference):
+        return resolve_hub_revision(reference, revision, repo_type)
+    folder = Path(reference).expanduser()
+    if not folder.is_dir():
+        raise SourceError(f"{folder} is a file; a local {repo_type} is a folder")
+    current = content_hash(folder)
+    if revision and revision != current:
+        raise SourceError(
+            f"{folder} is a local folder: its revision is the content hash of its files "
+            f"({current}), not {revision!r}"
+        )
+    return current
 
-    sha = resolve_hub_revision(dataset, revision)
+
+def _load_hub(dataset: str, revision: str | None, split: str) -> Source:
+    """Download the snapshot at the resolved sha into the Hub cache, then read it there.
+
+    `snapshot_download` rather than `load_dataset(<hub id>)`: the files land in the Hub
+    cache (HF_HOME, a shared volume on a cluster), so a retried or re-run ingest of the
+    same commit downloads nothing, and the rows are read by the same loader as a local
+    hub-layout folder.
+    """
+    import datasets
+    from huggingface_hub import snapshot_download
+
+    sha = resolve_hub_revision(dataset, revision, "dataset")
     token = os.environ.get("HF_TOKEN") or None
     try:
-        rows = datasets.load_dataset(dataset, revision=sha, split=split, token=token)
-    except (ValueError, FileNotFoundError, ConnectionError) as error:
+        snapshot = snapshot_download(dataset, repo_type="dataset", revision=sha, token=token)
+        rows = datasets.load_dataset(snapshot, split=split)
+    except (ValueError, FileNotFoundError, ConnectionError, OSError) as error:
         raise SourceError(f"cannot load split {split!r} of {dataset}@{sha}: {error}") from error
     return Source(dataset, "hub", revision, sha, split, rows)

@@ -1,10 +1,15 @@
 """Skip a retraining run when the champion was trained on exactly these inputs.
 
-A run's lineage is what decides the weights it would produce: the ingested data's content
-fingerprint, the base model and its revision, the prompt template, and the prepare and
-training settings. Its key (a sha256 of the canonical JSON) is tagged on every registered
-version. When the champion carries the same key, training again would spend GPU hours to
-reproduce the champion, so the pipeline stops after ingest with "no new data".
+A run's lineage is what decides the weights it would produce: the dataset and the base
+model, each at the revision it resolves to when the run starts (a Hub commit sha, or a
+local folder's content hash), the prompt template, and the prepare and training
+settings. Its key (a sha256 of the canonical JSON) is tagged on every registered version.
+When the champion carries the same key, training again would spend GPU hours to reproduce
+the champion, so the pipeline stops with "no new data" before it downloads any data: the
+first step asks the Hub what `main` points to, and nothing more.
+
+Every later step receives the resolved revisions, never a branch name, so what one run
+reads is what its lineage says, even when a branch moves while it runs.
 """
 
 from __future__ import annotations
@@ -12,10 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from components.ingest.manifest import MANIFEST_NAME, IngestManifest
+from components.ingest.source import resolve_revision
 from components.prepare.config import PrepareConfig
 from components.prepare.prompt import PROMPT_TEMPLATE_VERSION
 from components.register.config import RegistryConfig
@@ -32,7 +36,7 @@ DECISION_CHANGED = "retrain"
 class RunLineage:
     """The inputs that decide a candidate's weights."""
 
-    data_fingerprint: str
+    data_revision: str
     data_source: str
     base_model: str
     base_revision: str
@@ -43,7 +47,7 @@ class RunLineage:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "data_fingerprint": self.data_fingerprint,
+            "data_revision": self.data_revision,
             "data_source": self.data_source,
             "base_model": self.base_model,
             "base_revision": self.base_revision,
@@ -55,8 +59,8 @@ class RunLineage:
 
     @property
     def key(self) -> str:
-        # The source's name is not part of the key: the same bytes from a renamed mirror
-        # teach the same thing.
+        # The source's name is not part of the key: a local folder's revision is the hash of
+        # its bytes, and the same bytes from a renamed mirror teach the same thing.
         decisive = {k: v for k, v in self.to_dict().items() if k != "data_source"}
         canonical = json.dumps(decisive, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -89,36 +93,57 @@ class LineageCheck:
         }
 
 
+@dataclass(frozen=True)
+class ResolvedInputs:
+    """The dataset and base-model revisions a run uses, resolved once when it starts."""
+
+    data_revision: str
+    base_revision: str
+
+
+def resolve_inputs(
+    dataset: str, data_revision: str | None, base_model: str, base_revision: str | None
+) -> ResolvedInputs:
+    """Ask the Hub (or hash the local folders) what the run's inputs name right now."""
+    return ResolvedInputs(
+        data_revision=resolve_revision(dataset, data_revision or None, "dataset"),
+        base_revision=resolve_revision(base_model, base_revision or None, "model"),
+    )
+
+
 def run_lineage(
-    ingested: Path, *, base_model: str, prepare: PrepareConfig, train: TrainConfig
+    *,
+    dataset: str,
+    data_revision: str,
+    base_model: str,
+    base_revision: str,
+    prepare: PrepareConfig,
+    train: TrainConfig,
 ) -> RunLineage:
-    """The lineage of a run from its ingest output and the configs its steps receive.
+    """The lineage of a run from its resolved revisions and the configs its steps receive.
 
     The configs are compared as validated models, so key order, defaults written out or
     left implicit, and comments in the JSON or YAML do not make a run look new; fields
     marked speed-only (`components.step_config.SPEED_ONLY`: workers, caches, logging and
     checkpoint intervals) are left out, so tuning them never looks like new data. The
-    base model's family and revision are the training config's.
+    training config is compared with the resolved base revision in it, as train gets it.
     """
-    manifest_path = Path(ingested) / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{ingested}: no {MANIFEST_NAME}; is this an ingest output?")
-    manifest = IngestManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+    pinned = train.model_copy(update={"base_revision": base_revision})
     return RunLineage(
-        data_fingerprint=manifest.fingerprint,
-        data_source=f"{manifest.source.dataset}@{manifest.source.resolved_revision}",
+        data_revision=data_revision,
+        data_source=f"{dataset}@{data_revision}",
         base_model=base_model,
-        base_revision=train.base_revision or "",
+        base_revision=base_revision,
         family=train.family,
         prompt_template_version=PROMPT_TEMPLATE_VERSION,
         prepare=decisive(prepare),
-        train=decisive(train),
+        train=decisive(pinned),
     )
 
 
 def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     found = []
-    for name in ("data_fingerprint", "base_model", "base_revision", "family"):
+    for name in ("data_revision", "base_model", "base_revision", "family"):
         if ours.get(name) != theirs.get(name):
             found.append(f"{name.replace('_', ' ')}: {theirs.get(name)!r} -> {ours.get(name)!r}")
     if ours.get("prompt_template_version") != theirs.get("prompt_template_version"):
@@ -148,7 +173,7 @@ def check_against_champion(lineage: RunLineage, registry: Any) -> LineageCheck:
             champion,
             [
                 f"champion version {champion} was trained on the same data "
-                f"({_short(lineage.data_fingerprint)}), base model and settings"
+                f"({_short(lineage.data_revision)}), base model and settings"
             ],
         )
     if LINEAGE_TAG not in tags:
@@ -162,8 +187,9 @@ def check_against_champion(lineage: RunLineage, registry: Any) -> LineageCheck:
 
 
 def lineage_step(
-    ingested: Path,
     *,
+    dataset: str,
+    revision: str,
     base_model: str,
     prepare: PrepareConfig,
     train: TrainConfig,
@@ -172,18 +198,30 @@ def lineage_step(
     records_root: str = "",
     run_id: str = "",
 ) -> tuple[LineageCheck, str]:
-    """The pipeline's lineage step: judge the run against the champion and file the record.
+    """The pipeline's first step: resolve the revisions, judge the run against the champion
+    and file the record.
 
-    Returns the check and the train step's checkpoint folder: `checkpoint_root` joined
-    with the lineage key, so a retried or re-run train task resumes in the same place
-    ("" without a root).
+    `revision` is the dataset's (branch, tag or sha; "" = main); the base model's is the
+    training config's `base_revision`. Returns the check (its lineage holds both resolved
+    revisions) and the train step's checkpoint folder: `checkpoint_root` joined with the
+    lineage key, so a retried or re-run train task resumes in the same place ("" without
+    a root).
     """
     from components import storage
     from components.outcome import record_step
     from components.register.client import connect
 
-    lineage = run_lineage(ingested, base_model=base_model, prepare=prepare, train=train)
+    resolved = resolve_inputs(dataset, revision, base_model, train.base_revision)
+    lineage = run_lineage(
+        dataset=dataset,
+        data_revision=resolved.data_revision,
+        base_model=base_model,
+        base_revision=resolved.base_revision,
+        prepare=prepare,
+        train=train,
+    )
     check = check_against_champion(lineage, connect(registry))
-    record_step(records_root, run_id, "lineage", check.record())
+    requested = {"data": revision or None, "base": train.base_revision or None}
+    record_step(records_root, run_id, "lineage", {**check.record(), "requested": requested})
     where = storage.join(checkpoint_root, lineage.key[:16]) if checkpoint_root else ""
     return check, where

@@ -15,6 +15,7 @@ def prepare_op(
     prepared: Output[Dataset],
     counts: Output[Metrics],
     config: str = "",
+    reuse_root: str = "",
 ):
     """Draw the target boxes, build the prompts and write train/val/test conversations.
 
@@ -24,18 +25,30 @@ def prepare_op(
         counts: Record counts: records_in, duplicates_removed, records_train/val/test.
         config: PrepareConfig as JSON: image side, HTML budget, splits, seed, workers
             ("" = its defaults).
+        reuse_root: Where prepared outputs are kept by content (fingerprint + settings):
+            an earlier run's output for the same records is copied, not rendered again
+            ("" = always render).
     """
     from pathlib import Path
 
     from components.prepare import prepare
     from components.prepare.config import PrepareConfig
+    from components.prepare.reuse import prepare_reusing
 
-    manifest = prepare(
-        Path(ingested.path), Path(prepared.path), PrepareConfig.from_parameter(config)
-    )
+    settings = PrepareConfig.from_parameter(config)
+    reused = False
+    if reuse_root:
+        manifest, reuse = prepare_reusing(
+            Path(ingested.path), Path(prepared.path), settings, reuse_root
+        )
+        prepared.metadata["reuse"] = reuse.record()
+        reused = reuse.reused
+    else:
+        manifest = prepare(Path(ingested.path), Path(prepared.path), settings)
     prepared.metadata["fingerprint"] = manifest.fingerprint
     prepared.metadata["prompt_template_version"] = manifest.prompt_template_version
     counts.log_metric("records_in", manifest.counts.in_)
+    counts.log_metric("reused", float(reused))
     counts.log_metric("duplicates_removed", manifest.counts.duplicates_removed)
     for split in ("train", "val", "test"):
         counts.log_metric(f"records_{split}", getattr(manifest.counts, split))

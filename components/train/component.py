@@ -21,6 +21,7 @@ def train_op(
     base_model: str,
     model: Output[Model],
     config: str = "",
+    base_revision: str = "",
     checkpoint_uri: str = "",
     registry: str = "",
     pipeline_run_id: str = "",
@@ -34,6 +35,9 @@ def train_op(
         base_model: Hub id or local folder of the base model.
         model: The model artifact: adapter/ (or model/) plus uicap_model.json.
         config: The TrainConfig as JSON (or YAML); "" = its defaults.
+        base_revision: The base model's revision as the run resolved it (a commit sha or
+            a local folder's content hash); it replaces the config's `base_revision`, so
+            a branch name never reaches the model artifact. "" = the config's.
         checkpoint_uri: gs:// folder that keeps checkpoints across pod restarts; a retried
             task resumes from it. Empty: checkpoints stay inside the artifact folder.
         registry: RegistryConfig as JSON: the MLflow tracking URI of the training run
@@ -50,6 +54,7 @@ def train_op(
         base_model=base_model,
         output=model.path,
         config=config,
+        base_revision=base_revision,
         checkpoint_uri=checkpoint_uri,
         tracking_uri=RegistryConfig.from_parameter(registry).tracking_uri,
         pipeline_run_id=pipeline_run_id,

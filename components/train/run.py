@@ -35,6 +35,19 @@ ENTRY_MODULE = "components.train"
 _DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
+def pin_base_revision(config: TrainConfig, base_model: str) -> TrainConfig:
+    """The config with the base's revision resolved to what it names now (a Hub commit
+    sha, or a local folder's content hash), so a branch never reaches the artifact and
+    every rank of a job loads the same weights."""
+    from components.ingest.source import COMMIT_SHA, resolve_revision
+
+    revision = config.base_revision
+    if revision and COMMIT_SHA.fullmatch(revision) and not Path(base_model).exists():
+        return config
+    pinned = resolve_revision(base_model, revision, "model")
+    return config.model_copy(update={"base_revision": pinned})
+
+
 class TrainJob(BaseModel):
     """One training run: its config, and where it reads and writes."""
 
@@ -187,6 +200,7 @@ def run_train_step(
     base_model: str,
     output: str,
     config: str,
+    base_revision: str = "",
     checkpoint_uri: str = "",
     tracking_uri: str | None = None,
     pipeline_run_id: str = "",
@@ -197,10 +211,14 @@ def run_train_step(
 
     `config` is the TrainConfig as JSON (or YAML). Checkpoints mirrored to `checkpoint_uri`
     (gs://) survive the pod, so a retried task resumes there; their local copies are left
-    out of the output artifact.
+    out of the output artifact. `base_revision` (the run's resolved one) replaces the
+    config's.
     """
+    parsed = parse_config(config, source="train step config")
+    if base_revision:
+        parsed = parsed.model_copy(update={"base_revision": base_revision})
     job = TrainJob(
-        config=parse_config(config, source="train step config"),
+        config=pin_base_revision(parsed, base_model),
         data=data,
         base_model=base_model,
         output=output,

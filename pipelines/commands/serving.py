@@ -77,6 +77,7 @@ def predict(
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
+    from components.content_hash import PinMismatchError
     from components.register.client import describe_error
     from components.register.pyfunc_model import OUTPUT_COLUMN, PredictInputError
 
@@ -98,7 +99,7 @@ def predict(
         captions = loaded.predict(frame)
     except PredictInputError as error:
         raise fail(f"bad input: {error}", code=2) from None
-    except (MlflowException, OSError) as error:
+    except (MlflowException, OSError, PinMismatchError) as error:
         raise fail(f"cannot load or run {model}: {describe_error(error)}") from None
     typer.echo(captions[OUTPUT_COLUMN].iloc[0])
 
@@ -122,6 +123,7 @@ def export(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Write the model as merged weights + processor (or the adapter) for an inference server."""
+    from components.content_hash import PinMismatchError
     from components.register.export import ExportError, export_model
 
     if dtype not in ("auto", "bfloat16", "float16", "float32"):
@@ -137,7 +139,7 @@ def export(
                 tracking_uri=uri,
                 overwrite=overwrite,
             )
-    except ExportError as error:
+    except (ExportError, PinMismatchError) as error:
         raise fail(str(error)) from None
     kind = "merged model" if exported.merged else "adapter"
     typer.echo(f"wrote the {kind} to {exported.output} ({len(exported.files)} files)")

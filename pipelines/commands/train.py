@@ -58,8 +58,14 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Fine-tune the captioner; re-running the same command resumes an interrupted run."""
+    from components.ingest.source import SourceError
     from components.train.config import load_config
-    from components.train.run import TrainJob, exec_torchrun, launched_by_torchrun
+    from components.train.run import (
+        TrainJob,
+        exec_torchrun,
+        launched_by_torchrun,
+        pin_base_revision,
+    )
 
     if nproc_per_node < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--nproc-per-node")
@@ -74,6 +80,10 @@ def train(
         train_config = load_config(config, overrides)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--config/--set") from error
+    try:
+        train_config = pin_base_revision(train_config, base_model)
+    except SourceError as error:
+        raise typer.BadParameter(str(error), param_hint="--base-model") from error
     job = TrainJob(
         config=train_config,
         data=str(data),

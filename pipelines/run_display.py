@@ -434,9 +434,9 @@ def _evaluate(outputs: Mapping[str, Any], records: Path) -> str:
     candidate, bar = float(metrics["candidate_CIDEr"]), float(metrics[f"{baseline}_CIDEr"])
     figure = f"CIDEr {candidate:.3f} vs {baseline} {bar:.3f} ({candidate - bar:+.3f})"
     reused = _metadata(outputs, "evaluation").get("reused_captions") or {}
-    roles = [role for role in ("champion", "base") if reused.get(role)]
-    if roles:
-        figure += f"; {' and '.join(roles)} captions reused"
+    named = [f"{role} {'+'.join(reused[role])}" for role in reused if reused.get(role)]
+    if named:
+        figure += f"; reused captions: {', '.join(named)}"
     return figure
 
 

@@ -223,7 +223,8 @@ def test_the_same_records_reuse_prepared_data_and_the_champions_captions(
     # Reused captions score as the champion's own did when it was the candidate.
     assert models["champion"]["test"] == first_evaluation["models"]["candidate"]["test"]
     assert models["base"]["test"] == first_evaluation["models"]["base"]["test"]
-    assert "champion and base captions reused" in lines["evaluate"][1]
+    figure = lines["evaluate"][1]
+    assert figure.endswith("; reused captions: champion test+general, base test+general")
 
 
 def test_new_data_retrains_and_gates_and_the_report_shows_scripts_as_text(

@@ -224,11 +224,15 @@ def test_figures_come_from_the_steps_outputs_and_records(tmp_path: Path) -> None
         "evaluation": _artifact(dsl.Artifact, "evaluation", {"baseline_role": "base"}),
     }
     assert step_figure("evaluate", evaluated, tmp_path) == "CIDEr 0.610 vs base 0.040 (+0.570)"
-    reused = {"baseline_role": "champion", "reused_captions": {"champion": ["test"], "base": []}}
+    reused = {
+        "baseline_role": "champion",
+        "reused_captions": {"candidate": [], "champion": ["test", "general"], "base": ["general"]},
+    }
     evaluated["evaluation"] = _artifact(dsl.Artifact, "evaluation", reused)
     evaluated["metrics"].metadata["champion_CIDEr"] = 0.5
     assert step_figure("evaluate", evaluated, tmp_path) == (
-        "CIDEr 0.610 vs champion 0.500 (+0.110); champion captions reused"
+        "CIDEr 0.610 vs champion 0.500 (+0.110); reused captions: champion test+general, "
+        "base general"
     )
     (tmp_path / "run-1" / "steps").mkdir(parents=True)
     record = {"reasons": ["data revision changed"]}

@@ -54,18 +54,20 @@ def build_inputs(root: Path, smoke: bool) -> tuple[Path, Path]:
     from components.ingest import ingest
     from components.prepare import prepare
     from components.prepare.config import PrepareConfig
+    from components.prepare.token_count import BaseTokenizer
 
     records = 24 if smoke else RECORDS
     write_sample_dataset(root / "sample", kind="ui", records=records, seed=0)
     ingest(str(root / "sample"), root / "ingested")
+    tiny = build_tiny_model(root / "tiny", corpus_from_dataset(root / "sample"))
     prepare(
         root / "ingested",
         root / "prepared",
         PrepareConfig(
             max_image_side=1344, html_budget_tokens=256, workers=min(8, os.cpu_count() or 1)
         ),
+        tokenizer=BaseTokenizer(str(tiny)),
     )
-    tiny = build_tiny_model(root / "tiny", corpus_from_dataset(root / "sample"))
     tiny_config = AutoConfig.from_pretrained(tiny)
     config = AutoConfig.from_pretrained(PUBLISHED)
     if smoke:

@@ -27,11 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from components.prepare.token_count import BaseTokenizer
+
 RECORDS = 600
 REPEATS = 3
 
 
-def baseline(ingested: Path, output: Path) -> int:
+def baseline(ingested: Path, output: Path, tokenizer: BaseTokenizer) -> int:
     """The seed's approach: open, draw and save each record's image one by one."""
     from datasets import load_from_disk
 
@@ -62,6 +64,7 @@ def baseline(ingested: Path, output: Path) -> int:
             record["text"],
             record["html"],
             DEFAULT_HTML_BUDGET,
+            tokenizer.counter(),
         )
         item = conversation(
             record["external_id"],
@@ -111,6 +114,7 @@ def best_times(actions: dict[str, Callable[[], Any]], repeats: int) -> dict[str,
 
 def main() -> None:
     from components.demo.samples import write_sample_dataset
+    from components.demo.tiny_model import build_tiny_tokenizer, corpus_from_dataset
     from components.ingest import ingest
     from components.prepare import PrepareManifest, prepare
     from components.prepare.config import PrepareConfig
@@ -122,19 +126,28 @@ def main() -> None:
         root = Path(scratch)
         write_sample_dataset(root / "sample", kind="ui", records=records, seed=0)
         ingest(str(root / "sample"), root / "ingested")
+        # The HTML budget counts the base model's tokens: a tiny tokenizer stands in.
+        folder = build_tiny_tokenizer(root / "tokenizer", corpus_from_dataset(root / "sample"))
+        tokenizer = BaseTokenizer(str(folder))
 
         def run_baseline() -> None:
             shutil.rmtree(root / "baseline", ignore_errors=True)
-            baseline(root / "ingested", root / "baseline")
+            baseline(root / "ingested", root / "baseline", tokenizer)
 
         seconds = best_times(
             {
                 "baseline": run_baseline,
                 "workers1": lambda: prepare(
-                    root / "ingested", root / "prepared-1", PrepareConfig(workers=1)
+                    root / "ingested",
+                    root / "prepared-1",
+                    PrepareConfig(workers=1),
+                    tokenizer=tokenizer,
                 ),
                 "workers2": lambda: prepare(
-                    root / "ingested", root / "prepared-2", PrepareConfig(workers=2)
+                    root / "ingested",
+                    root / "prepared-2",
+                    PrepareConfig(workers=2),
+                    tokenizer=tokenizer,
                 ),
             },
             repeats,

@@ -12,10 +12,12 @@ def build_inputs(root: Path, records: int) -> tuple[Path, Path]:
     from components.ingest import ingest
     from components.prepare import prepare
     from components.prepare.config import PrepareConfig
+    from components.prepare.token_count import BaseTokenizer
 
     write_sample_dataset(root / "sample", kind="ui", records=records, seed=0)
     ingest(str(root / "sample"), root / "ingested")
-    config = PrepareConfig(max_image_side=448, html_budget_tokens=128, workers=2)
-    prepare(root / "ingested", root / "prepared", config)
     build_tiny_model(root / "base", corpus_from_dataset(root / "sample"))
+    config = PrepareConfig(max_image_side=448, html_budget_tokens=128, workers=2)
+    tokenizer = BaseTokenizer(str(root / "base"))
+    prepare(root / "ingested", root / "prepared", config, tokenizer=tokenizer)
     return root / "prepared", root / "base"

@@ -11,7 +11,9 @@ its own process (so peak RSS is its own):
    no length grouping). Only what must match for a fair race is set: learning rate and
    schedule, batch size, steps, seed, fp32 on the CPU, LoRA settings.
 A third arm, `trl-no-gc`, is TRL with gradient checkpointing off, to show how much of
-the gap that default alone explains.
+the gap that default alone explains. Two more race the gke recipe's numerics: `uicap-gke`
+(`precision: bf16`, `gradient_checkpointing: true`: a bf16 base under fp32 adapters) and
+`trl-gke` (the base loaded in bf16, `bf16=True`, gradient checkpointing on).
 
 Tokens/s counts non-padding tokens (attention mask) per second of training: for TRL the
 Trainer's own `train_runtime`, for uicap the step time plus the one-off length-indexing
@@ -52,12 +54,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def arm_uicap(prepared: Path, base: Path, output: Path, steps: int) -> dict[str, Any]:
+def arm_uicap(prepared: Path, base: Path, output: Path, steps: int, gke: bool) -> dict[str, Any]:
     from components.train.config import TrainConfig
     from components.train.recipe import RunInputs, TrainRecipe
 
+    numerics = {"precision": "bf16", "gradient_checkpointing": True} if gke else {}
     config = TrainConfig.model_validate(
         {
+            **numerics,
             "lora": LORA,
             "optim": {"lr": LR, "warmup_ratio": WARMUP, "weight_decay": 0.0},
             "batch": {"batch_size": BATCH, "grad_accum": 1, "num_workers": UICAP_WORKERS},
@@ -159,11 +163,19 @@ def sft_trainer(model: Any, processor: Any, prepared: Path, output: Path, **sett
 
 
 def arm_trl(
-    prepared: Path, base: Path, output: Path, steps: int, gradient_checkpointing: bool | None
+    prepared: Path,
+    base: Path,
+    output: Path,
+    steps: int,
+    gradient_checkpointing: bool | None,
+    bf16: bool = False,
 ) -> dict[str, Any]:
+    import torch
+
     from components.captioner.families import get_family
 
-    model, processor = get_family("minicpmv4_6").load(base)
+    dtype = torch.bfloat16 if bf16 else None
+    model, processor = get_family("minicpmv4_6").load(base, dtype=dtype)
     overrides = {} if gradient_checkpointing is None else {"gradient_checkpointing": False}
     trainer = sft_trainer(
         model,
@@ -176,7 +188,7 @@ def arm_trl(
         learning_rate=LR,
         warmup_steps=WARMUP,  # a float below 1 is a ratio of the steps
         weight_decay=0.0,
-        bf16=False,  # fp32 on the CPU, as the uicap arm
+        bf16=bf16,  # fp32 on the CPU, as the uicap arm, unless racing the gke recipe
         use_cpu=True,
         logging_steps=1,
         **overrides,
@@ -210,11 +222,11 @@ def run_arm(arm: str, prepared: Path, base: Path, output: Path, steps: int) -> d
 
 def child(arm: str, prepared: str, base: str, output: str, steps: str) -> None:
     paths = Path(prepared), Path(base), Path(output)
-    if arm == "uicap":
-        result = arm_uicap(*paths, int(steps))
+    if arm.startswith("uicap"):
+        result = arm_uicap(*paths, int(steps), gke=arm == "uicap-gke")
     else:
-        gc = None if arm == "trl" else False
-        result = arm_trl(*paths, int(steps), gradient_checkpointing=gc)
+        gc = False if arm == "trl-no-gc" else None
+        result = arm_trl(*paths, int(steps), gradient_checkpointing=gc, bf16=arm == "trl-gke")
     print(json.dumps(result))
 
 
@@ -262,6 +274,11 @@ def main() -> None:
         "trl_no_gc_tokens_per_s": round(speed["trl-no-gc"], 1),
         "ratio_vs_trl": round(speed["uicap"] / speed["trl"], 2),
         "ratio_vs_trl_no_gc": round(speed["uicap"] / speed["trl-no-gc"], 2),
+        "gke_recipe_uicap_tokens_per_s": round(speed["uicap-gke"], 1),
+        "gke_recipe_trl_tokens_per_s": round(speed["trl-gke"], 1),
+        "gke_recipe_ratio_vs_trl": round(speed["uicap-gke"] / speed["trl-gke"], 2),
+        "gke_recipe_uicap_final_val_loss": round(loss["uicap-gke"], 4),
+        "gke_recipe_trl_final_val_loss": round(loss["trl-gke"], 4),
         "uicap_final_val_loss": round(loss["uicap"], 4),
         "trl_final_val_loss": round(loss["trl"], 4),
         "trl_no_gc_final_val_loss": round(loss["trl-no-gc"], 4),
@@ -279,7 +296,7 @@ def main() -> None:
     print(json.dumps(result))
 
 
-ARMS = ("uicap", "trl", "trl-no-gc")
+ARMS = ("uicap", "trl", "trl-no-gc", "uicap-gke", "trl-gke")
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--arm":

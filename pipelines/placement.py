@@ -59,7 +59,8 @@ def cpu_step(
 
 
 def use_hub_cache(task: dsl.PipelineTask, settings: Settings) -> dsl.PipelineTask:
-    """Mount the Hub cache claim the settings name as HF_HOME (ingest, train, evaluate)."""
+    """Mount the Hub cache claim the settings name as HF_HOME (ingest, prepare, train,
+    evaluate)."""
     kube = settings.kubernetes
     if kube is not None and kube.hf_cache_pvc:
         kubernetes.mount_pvc(task, pvc_name=kube.hf_cache_pvc, mount_path=HF_CACHE_MOUNT)

@@ -136,8 +136,18 @@ def build_retrain_pipeline(settings: Settings) -> Any:
                     ingested=ingest.outputs["data"],
                     config=prepare_config,
                     reuse_root=reuse_root,
+                    base_model=base_model,
+                    base_revision=lineage.outputs["base_revision"],
                 )
-                cpu_step(prepare, "prepare", settings)
+                # The HTML budget counts the base's tokens: prepare reads its tokenizer files.
+                cpu_step(
+                    prepare,
+                    "prepare",
+                    settings,
+                    retries=network_retries,
+                    secret=hf_token,
+                    hub_cache=True,
+                )
 
                 general = dsl.importer(
                     artifact_uri=general_holdout, artifact_class=dsl.Dataset, reimport=False

@@ -32,6 +32,8 @@ from typing import Any, TextIO
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from components.evaluate.result import ROLES
+
 LOGS_DIR = "logs"
 STEPS_FILE = "steps.json"
 # kfp.local's own lines that belong to no task: pipeline start and end, skipped tasks.
@@ -434,7 +436,8 @@ def _evaluate(outputs: Mapping[str, Any], records: Path) -> str:
     candidate, bar = float(metrics["candidate_CIDEr"]), float(metrics[f"{baseline}_CIDEr"])
     figure = f"CIDEr {candidate:.3f} vs {baseline} {bar:.3f} ({candidate - bar:+.3f})"
     reused = _metadata(outputs, "evaluation").get("reused_captions") or {}
-    named = [f"{role} {'+'.join(reused[role])}" for role in reused if reused.get(role)]
+    # In the evaluation's order of roles: the step metadata's JSON comes back key-sorted.
+    named = [f"{role} {'+'.join(reused[role])}" for role in ROLES if reused.get(role)]
     if named:
         figure += f"; reused captions: {', '.join(named)}"
     return figure

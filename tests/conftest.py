@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.support.local_profile",
     "tests.support.registry_support",
     "tests.support.train_data",
+    "tests.support.html_tokenizer",
 ]
 
 # Nothing under test may reach the network or phone home; each test opts into a server.

@@ -17,6 +17,7 @@ from components.ingest.component import ingest_op
 from components.prepare import PrepareManifest, prepare
 from components.prepare.component import prepare_op
 from components.prepare.config import PrepareConfig
+from components.prepare.token_count import BaseTokenizer
 from tests.support.data_records import record, save_dataset
 
 # kfp.local runs the task in this environment whatever the image; it warns that it does.
@@ -43,7 +44,12 @@ def test_component_defaults_match_the_plain_functions() -> None:
     assert op_defaults["max_quarantine_fraction"] == ingest_defaults["max_quarantine_fraction"]
     # Prepare's defaults are written once, in PrepareConfig: the op and the plain
     # function take the config whole and repeat none of its numbers.
-    assert _defaults(prepare_op.python_func) == {"config": "", "reuse_root": ""}
+    assert _defaults(prepare_op.python_func) == {
+        "config": "",
+        "reuse_root": "",
+        "base_model": "",
+        "base_revision": "",
+    }
     assert _defaults(prepare)["config"] is None
     assert PrepareConfig.from_parameter("") == PrepareConfig()
     assert set(inspect.signature(prepare).parameters) >= {"input_dir", "output", "config"}
@@ -90,19 +96,22 @@ def test_ingest_component_fails_the_task_on_a_broken_source(
     assert manifest["counts"] == {"in": 3, "kept": 1, "quarantined": 2}
 
 
-def test_ingest_then_prepare_pipeline_runs_under_kfp_local(kfp_local: Path, sample: Path) -> None:
+def test_ingest_then_prepare_pipeline_runs_under_kfp_local(
+    kfp_local: Path, sample: Path, html_tokenizer: BaseTokenizer
+) -> None:
     @dsl.pipeline(name="data-local")
-    def data_local(dataset: str):
+    def data_local(dataset: str, base_model: str):
         ingested = ingest_op(dataset=dataset)
         config = PrepareConfig(max_image_side=256, workers=2).to_parameter()
-        prepare_op(ingested=ingested.outputs["data"], config=config)
+        prepare_op(ingested=ingested.outputs["data"], config=config, base_model=base_model)
 
-    data_local(dataset=str(sample))
+    data_local(dataset=str(sample), base_model=html_tokenizer.source)
 
     (prepared,) = kfp_local.glob("data-local-*/prepare-op/prepared")
     manifest = PrepareManifest.read(prepared)
     assert manifest.counts.kept == 24
     assert manifest.settings.max_image_side == 256  # the config parameter arrived whole
+    assert manifest.settings.html_tokenizer == html_tokenizer.identity()
     assert all((prepared / f"{split}.json").is_file() for split in ("train", "val", "test"))
     outputs = json.loads((prepared.parent / "executor_output.json").read_text())
     (counts,) = outputs["artifacts"]["counts"]["artifacts"]

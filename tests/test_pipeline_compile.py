@@ -196,11 +196,12 @@ def test_later_steps_read_the_revisions_the_lineage_step_resolved(compiled) -> N
         return task["inputs"]["parameters"][name]["componentInputParameter"]
 
     assert channel(inner["ingest-op"], "revision") == "pipelinechannel--lineage-op-data_revision"
-    base = channel(inner["train-op"], "base_revision")
-    assert base == "pipelinechannel--lineage-op-base_revision"
+    for name in ("train-op", "prepare-op"):  # prepare counts the HTML in the base's tokens
+        base = channel(inner[name], "base_revision")
+        assert base == "pipelinechannel--lineage-op-base_revision", name
     # evaluate takes the base the candidate artifact records, not the branch in the settings.
     assert "base_model" not in inner["evaluate-op"]["inputs"].get("parameters", {})
-    for name in ("exec-ingest-op", "exec-train-op", "exec-evaluate-op"):
+    for name in ("exec-ingest-op", "exec-prepare-op", "exec-train-op", "exec-evaluate-op"):
         (mount,) = kube[name]["pvcMount"]
         assert mount["mountPath"] == "/hf-cache", name
 

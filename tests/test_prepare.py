@@ -36,6 +36,7 @@ from components.prepare.boxing import OUTLINE, stroke_width
 from components.prepare.config import PrepareConfig, SplitFractions
 from components.prepare.conversations import read_split as read_prepared
 from components.prepare.manifest import GeneralManifest, read_manifest
+from components.prepare.token_count import PATTERN, BaseTokenizer, count
 from tests.support.data_records import png, record, save_dataset
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -55,9 +56,12 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prepared(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def prepared(
+    ingested: Path, tmp_path_factory: pytest.TempPathFactory, html_tokenizer: BaseTokenizer
+) -> Path:
     output = tmp_path_factory.mktemp("prepared") / "out"
-    prepare(ingested, output, PrepareConfig(max_image_side=MAX_SIDE, seed=1))
+    config = PrepareConfig(max_image_side=MAX_SIDE, seed=1)
+    prepare(ingested, output, config, tokenizer=html_tokenizer)
     return output
 
 
@@ -178,10 +182,14 @@ def _tags_complete(fragment: str) -> bool:
     )
 
 
+@pytest.mark.parametrize("counted", ["pattern", "model"])
 @pytest.mark.parametrize("budget", [0, 3, 7, 20, 64, 150, 400])
-def test_cut_html_respects_the_budget_and_never_cuts_a_tag(budget: int) -> None:
-    cut = cut_html(HTML, "Sign in", budget)
-    assert count_tokens(cut) <= budget
+def test_cut_html_respects_the_budget_and_never_cuts_a_tag(
+    budget: int, counted: str, html_tokenizer: BaseTokenizer
+) -> None:
+    counter = html_tokenizer.counter() if counted == "model" else PATTERN
+    cut = cut_html(HTML, "Sign in", budget, counter)
+    assert count(counter, cut) <= budget
     assert _tags_complete(cut)
     whole_tags = set(re.findall(r"<[^<>]*>", clean_html(HTML)))
     assert set(re.findall(r"<[^<>]*>", cut)) <= whole_tags | {"<button>"}
@@ -204,6 +212,57 @@ def test_cut_html_keeps_everything_under_budget_and_escapes_stray_brackets() -> 
     assert cut_html(small, "", 100) == "<div> a &lt; b and c &gt; d </div>"
     # < a href = ' x ' > Go ! < / a >
     assert count_tokens("<a href='x'>Go!</a>") == 14
+
+
+def test_the_budget_counts_the_model_tokens_not_the_pattern(
+    html_tokenizer: BaseTokenizer,
+) -> None:
+    model = html_tokenizer.counter()
+    cut = cut_html(HTML, "Sign in", 64, model)
+    # The tiny BPE merges markup the pattern splits (`="`, `class`), so 64 of its tokens
+    # hold more HTML than 64 pattern tokens, and the model's count is the one that holds.
+    assert count(model, cut) <= 64 < count_tokens(cut)
+    assert len(cut) > len(cut_html(HTML, "Sign in", 64))
+    # A text run at the window's edge is cut at one of the tokenizer's own boundaries.
+    words = "Footer line " * 40
+    assert model.head(words, 5) + words[len(model.head(words, 5)) :] == words
+    assert count(model, model.head(words, 5)) == 5
+    assert count(model, model.tail(words, 5)) <= 5
+
+
+def test_prepare_counts_the_budget_in_the_base_models_tokens(
+    prepared: Path, ingested: Path, tmp_path: Path, html_tokenizer: BaseTokenizer
+) -> None:
+    manifest = PrepareManifest.read(prepared)
+    assert manifest.settings.html_tokens == "model"
+    assert manifest.settings.html_tokenizer == html_tokenizer.identity()
+    model = html_tokenizer.counter()
+    budget = manifest.settings.html_budget
+    for item in read_split(prepared, "train"):
+        surrounding = item["conversations"][0]["content"].split("surrounding_html: ", 1)[1]
+        assert count(model, surrounding) <= budget, item["id"]
+    # Without the base's tokenizer, the default setting is a usage error, before any work.
+    with pytest.raises(PrepareInputError, match=r"html_tokens=model .* --tokenizer"):
+        prepare(ingested, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # A local base whose files changed since its content hash was resolved is refused.
+    pinned = BaseTokenizer(html_tokenizer.source, "sha256:" + "0" * 64)
+    with pytest.raises(PrepareInputError, match="changed since it was recorded"):
+        prepare(ingested, tmp_path / "out", tokenizer=pinned)
+    # Where the budget cuts (the sample's HTML fits 256 tokens either way), the two
+    # counts keep different HTML.
+    tight = {"max_image_side": MAX_SIDE, "seed": 1, "html_budget_tokens": 24}
+    by_model = prepare(
+        ingested, tmp_path / "model", PrepareConfig(**tight), tokenizer=html_tokenizer
+    )
+    by_pattern = prepare(
+        ingested, tmp_path / "pattern", PrepareConfig(**tight, html_tokens="pattern")
+    )
+    assert (by_pattern.settings.html_tokens, by_pattern.settings.html_tokenizer) == (
+        "pattern",
+        None,
+    )
+    assert by_pattern.fingerprint != by_model.fingerprint
 
 
 def test_build_prompt_keeps_the_original_shape() -> None:
@@ -240,7 +299,9 @@ def test_split_fractions_are_checked() -> None:
             parse_fractions(bad)
 
 
-def test_exact_duplicates_are_removed_and_listed(tmp_path: Path) -> None:
+def test_exact_duplicates_are_removed_and_listed(
+    tmp_path: Path, html_tokenizer: BaseTokenizer
+) -> None:
     same_image = png(colour=(9, 9, 9))
     rows = [
         record(0, image=same_image),
@@ -251,7 +312,7 @@ def test_exact_duplicates_are_removed_and_listed(tmp_path: Path) -> None:
     ]
     source = save_dataset(tmp_path / "source", rows)
     ingest(str(source), tmp_path / "ingested")
-    manifest = prepare(tmp_path / "ingested", tmp_path / "out")
+    manifest = prepare(tmp_path / "ingested", tmp_path / "out", tokenizer=html_tokenizer)
     assert manifest.counts.duplicates_removed == 1
     assert [(d.external_id, d.duplicate_of) for d in manifest.duplicates] == [
         ("rec-001", "rec-000")
@@ -261,12 +322,14 @@ def test_exact_duplicates_are_removed_and_listed(tmp_path: Path) -> None:
     assert sorted(written) == ["rec-000", "rec-002", "rec-003", "rec-004"]
 
 
-def test_records_without_screen_id_are_grouped_by_image(tmp_path: Path) -> None:
+def test_records_without_screen_id_are_grouped_by_image(
+    tmp_path: Path, html_tokenizer: BaseTokenizer
+) -> None:
     rows = [record(i, screen_id="", image=png(colour=(i // 3 * 40, 0, 0))) for i in range(18)]
     source = save_dataset(tmp_path / "source", rows)
     ingest(str(source), tmp_path / "ingested")
     halves = PrepareConfig(splits=SplitFractions(train=0.5, validation=0.25, test=0.25))
-    manifest = prepare(tmp_path / "ingested", tmp_path / "out", halves)
+    manifest = prepare(tmp_path / "ingested", tmp_path / "out", halves, tokenizer=html_tokenizer)
     assert sum(manifest.groups.values()) == 6
     split_of_image: dict[int, str] = {}
     for split in SPLIT_NAMES:
@@ -275,24 +338,38 @@ def test_records_without_screen_id_are_grouped_by_image(tmp_path: Path) -> None:
             assert split_of_image.setdefault(image_group, split) == split
 
 
-def test_two_workers_write_the_same_output_as_one(ingested: Path, tmp_path: Path) -> None:
-    one = prepare(ingested, tmp_path / "one", PrepareConfig(max_image_side=256, workers=1))
-    two = prepare(ingested, tmp_path / "two", PrepareConfig(max_image_side=256, workers=2))
+def test_two_workers_write_the_same_output_as_one(
+    ingested: Path, tmp_path: Path, html_tokenizer: BaseTokenizer
+) -> None:
+    one = prepare(
+        ingested,
+        tmp_path / "one",
+        PrepareConfig(max_image_side=256, workers=1),
+        tokenizer=html_tokenizer,
+    )
+    two = prepare(
+        ingested,
+        tmp_path / "two",
+        PrepareConfig(max_image_side=256, workers=2),
+        tokenizer=html_tokenizer,
+    )
     assert one.fingerprint == two.fingerprint
     for split in SPLIT_NAMES:
         assert read_split(tmp_path / "one", split) == read_split(tmp_path / "two", split)
     budget = PrepareConfig(max_image_side=256, html_budget_tokens=5)
-    changed = prepare(ingested, tmp_path / "three", budget)
+    changed = prepare(ingested, tmp_path / "three", budget, tokenizer=html_tokenizer)
     assert changed.fingerprint != one.fingerprint
 
 
 def test_the_same_records_and_settings_reuse_the_stored_output(
-    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, html_tokenizer: BaseTokenizer
 ) -> None:
     from components.prepare import reuse
 
     store, config = str(tmp_path / "store"), PrepareConfig(max_image_side=256)
-    first, kept = reuse.prepare_reusing(ingested, tmp_path / "first", config, store)
+    first, kept = reuse.prepare_reusing(
+        ingested, tmp_path / "first", config, store, tokenizer=html_tokenizer
+    )
     assert not kept.reused
     assert (Path(kept.entry) / reuse.COMPLETE_MARKER).is_file()
 
@@ -307,7 +384,9 @@ def test_the_same_records_and_settings_reuse_the_stored_output(
         raise AssertionError("prepare rendered again")
 
     monkeypatch.setattr("components.prepare.run.prepare", no_rendering)
-    second, again = reuse.prepare_reusing(moved, tmp_path / "second", config, store)
+    second, again = reuse.prepare_reusing(
+        moved, tmp_path / "second", config, store, tokenizer=html_tokenizer
+    )
     assert again.reused and again.key == kept.key
     assert second.fingerprint == first.fingerprint
     # The copy carries this run's lineage, not the run that rendered it.
@@ -318,27 +397,33 @@ def test_the_same_records_and_settings_reuse_the_stored_output(
     images = sorted(p.name for p in (tmp_path / "first" / "images").iterdir())
     assert images == sorted(p.name for p in (tmp_path / "second" / "images").iterdir())
 
-    # Other settings are another entry; an entry without its marker is never read.
+    # Other settings, or another base's tokenizer, are another entry; an entry without
+    # its marker is never read.
+    records = IngestManifest.read(ingested)
     other = PrepareConfig(max_image_side=128)
-    assert reuse.prepared_key(IngestManifest.read(ingested), other) != kept.key
+    assert reuse.prepared_key(records, other, html_tokenizer) != kept.key
+    moved_base = BaseTokenizer(html_tokenizer.source, "sha256:" + "0" * 64)
+    assert reuse.prepared_key(records, config, moved_base) != kept.key
     (Path(kept.entry) / reuse.COMPLETE_MARKER).unlink()
     with pytest.raises(AssertionError, match="rendered again"):
-        reuse.prepare_reusing(moved, tmp_path / "third", config, store)
+        reuse.prepare_reusing(moved, tmp_path / "third", config, store, tokenizer=html_tokenizer)
 
 
-def test_prepare_refuses_an_ingest_output_that_failed_its_gate(tmp_path: Path) -> None:
+def test_prepare_refuses_an_ingest_output_that_failed_its_gate(
+    tmp_path: Path, html_tokenizer: BaseTokenizer
+) -> None:
     source = save_dataset(tmp_path / "source", [record(0), record(1, bbox=None)])
     with pytest.raises(Exception, match="quarantined 1 of 2"):
         ingest(str(source), tmp_path / "ingested")
     with pytest.raises(PrepareInputError, match="failed its quarantine gate"):
-        prepare(tmp_path / "ingested", tmp_path / "out")
+        prepare(tmp_path / "ingested", tmp_path / "out", tokenizer=html_tokenizer)
     with pytest.raises(PrepareInputError, match=r"no manifest\.json"):
-        prepare(tmp_path / "nothing", tmp_path / "out")
+        prepare(tmp_path / "nothing", tmp_path / "out", tokenizer=html_tokenizer)
     all_bad = save_dataset(tmp_path / "all-bad", [record(0, summary=""), record(1, image=None)])
     emptied = ingest(str(all_bad), tmp_path / "emptied", max_quarantine_fraction=1.0)
     assert (emptied.counts.kept, emptied.counts.quarantined) == (0, 2)
     with pytest.raises(PrepareInputError, match="holds no records"):
-        prepare(tmp_path / "emptied", tmp_path / "out")
+        prepare(tmp_path / "emptied", tmp_path / "out", tokenizer=html_tokenizer)
     assert not (tmp_path / "out").exists()
 
 

@@ -226,7 +226,8 @@ def test_figures_come_from_the_steps_outputs_and_records(tmp_path: Path) -> None
     assert step_figure("evaluate", evaluated, tmp_path) == "CIDEr 0.610 vs base 0.040 (+0.570)"
     reused = {
         "baseline_role": "champion",
-        "reused_captions": {"candidate": [], "champion": ["test", "general"], "base": ["general"]},
+        # Key-sorted, as step metadata comes back: the figure still names the champion first.
+        "reused_captions": {"base": ["general"], "candidate": [], "champion": ["test", "general"]},
     }
     evaluated["evaluation"] = _artifact(dsl.Artifact, "evaluation", reused)
     evaluated["metrics"].metadata["champion_CIDEr"] = 0.5

@@ -35,6 +35,8 @@ SMALL = [
     "batch.grad_accum=2",
     "batch.num_workers=0",
     "batch.max_length=400",
+    # Two of the 50 train records are too long for 400 tokens: 4% are skipped.
+    "batch.max_skip_fraction=0.05",
     "optim.lr=3e-3",
 ]
 
@@ -98,6 +100,23 @@ def test_cli_reports_a_bad_override(ui_data: Path, base: Path, tmp_path: Path) -
     assert "rnak" in result.output
 
 
+def test_a_run_that_would_skip_too_many_records_fails_naming_them(
+    ui_data: Path, base: Path, tmp_path: Path
+) -> None:
+    # Two of the 50 train records cannot fit max_length: 4% > the default 1%.
+    assert TrainConfig().batch.max_skip_fraction == 0.01
+    args = train_args(
+        ui_data, base, tmp_path / "out", "schedule.max_steps=1", "batch.max_skip_fraction=0.01"
+    )
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())  # rich wraps long lines
+    assert "cannot train: 2 of 50 train records (4.0%) do not fit max_length 400" in message
+    assert "train-048" in message and "train-049" in message
+    assert "train.batch.max_skip_fraction=0.01" in message, message
+    assert not (tmp_path / "out" / "adapter").exists()
+
+
 # --- data -----------------------------------------------------------------------------------
 
 
@@ -130,21 +149,53 @@ def test_encoding_cache_serves_identical_encodings_within_its_budget(
     records = read_split(ui_data, "train")[:6]
     family, processor = get_family("minicpmv4_6"), AutoProcessor.from_pretrained(base)
     fresh = TurnDataset(records, family, processor, 1024)
-    # ~2.4 MiB a record: the real processor upscales each image to a 448 px slice.
     cache = EncodingCache(budget_bytes=32 * 2**20)
     cached = TurnDataset(records, family, processor, 1024, cache)
     first = [cached[i] for i in range(len(records))]
-    assert len(cache.items) == len(records) and cache.used > 0
-    for index, turn in enumerate(first):
-        assert cached[index] is turn  # served from memory
+    assert len(cache.items) == len(records) and cache.stats()["hit_rate"] == 0
+    for index in range(len(first)):
+        served = cached[index]
         again = fresh[index]
-        assert (turn.input_ids, turn.labels) == (again.input_ids, again.labels)
-        for key, tensor in turn.vision.items():
-            assert torch.equal(tensor, again.vision[key]), key
+        assert (served.input_ids, served.labels) == (again.input_ids, again.labels)
+        for key, tensor in again.vision.items():
+            assert torch.equal(served.vision[key], tensor), key  # bit for bit, fp32
+            assert served.vision[key].dtype == tensor.dtype
+    assert cache.stats()["hit_rate"] == 0.5  # 6 misses, then 6 hits
+    # Pixels are kept as byte codes: about a quarter of the float32 tensors' bytes.
+    floats = sum(
+        t.nelement() * t.element_size()
+        for turn in first
+        for t in turn.vision.values()
+        if t.is_floating_point()
+    )
+    assert cache.used < 0.3 * floats
     # A budget smaller than one record keeps nothing; encoding still works.
     tight = EncodingCache(budget_bytes=cache.used // (2 * len(records)))
     assert TurnDataset(records, family, processor, 1024, tight)[0].input_ids == first[0].input_ids
     assert tight.items == {} and tight.used == 0
+
+
+def test_lossless_codes_decode_to_the_same_floats() -> None:
+    from components.train.data import Coded, encode_lossless
+
+    levels = (torch.arange(256) / 255 - 0.5) / 0.5
+    pixels = levels[
+        torch.randint(0, 256, (3, 14, 4096), generator=torch.Generator().manual_seed(0))
+    ]
+    coded = encode_lossless(pixels)
+    assert isinstance(coded, Coded) and coded.codes.dtype == torch.uint8
+    assert torch.equal(coded.decode(), pixels)
+    # Per-channel normalisation (CLIP means): up to 768 values, two-byte codes.
+    per_channel = pixels + torch.tensor([0.1, 0.2, 0.3]).view(3, 1, 1)
+    wide = encode_lossless(per_channel)
+    assert isinstance(wide, Coded) and wide.codes.dtype == torch.int16
+    assert torch.equal(wide.decode(), per_channel)
+    # A value the sample missed is still found; continuous values stay as they are.
+    rare = pixels.clone()
+    rare[2, 13, 4095] = 7.0
+    assert torch.equal(encode_lossless(rare).decode(), rare)
+    noise = torch.randn(3, 14, 4096)
+    assert encode_lossless(noise) is noise
 
 
 def test_length_grouped_sampler_covers_each_record_once_with_less_padding() -> None:

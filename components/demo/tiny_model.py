@@ -80,6 +80,33 @@ class TinySize:
     image_side: int = 224
     patch_size: int = 14
     vocab_size: int = 2048
+    # Text attention head size (None: hidden_size // num_heads).
+    head_dim: int | None = None
+    # MiniCPM-V 4.6 (Qwen3.5): one full-attention layer per this many, the rest linear.
+    full_attention_interval: int = 2
+    # MiniCPM-V 4.6's image slicing: up to this many slices of `image_side` (1: off).
+    max_slices: int = 1
+
+    @property
+    def text_head_dim(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_heads
+
+
+# MiniCPM-V 4.6's shape, shrunk: its layer pattern (three gated-delta layers, then one
+# full attention, as `full_attention_interval: 4` says), head sizes of 64 in both
+# towers (serving engines' kernels take no smaller), and its processor (448 px slices,
+# up to 9), so a 1344 px screenshot becomes hundreds of image tokens as on the H100.
+PRODUCTION_SHAPE = TinySize(
+    num_heads=2,
+    num_kv_heads=1,
+    head_dim=64,
+    full_attention_interval=4,
+    vision_hidden_size=128,
+    vision_heads=2,
+    image_side=448,
+    max_slices=9,
+)
+SHAPES = {"small": TinySize(), "production": PRODUCTION_SHAPE}
 
 
 def train_tokenizer(texts: Iterable[str], special_tokens: list[str], vocab_size: int) -> Any:
@@ -99,7 +126,7 @@ def train_tokenizer(texts: Iterable[str], special_tokens: list[str], vocab_size:
     return tokenizer
 
 
-def _fast_tokenizer(raw: Any, **kwargs: Any) -> Any:
+def fast_tokenizer(raw: Any, **kwargs: Any) -> Any:
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(tokenizer_object=raw, **kwargs)
@@ -132,7 +159,7 @@ def _build_minicpmv4_6(texts: list[str], size: TinySize) -> tuple[Any, Any]:
         "</think>",
         *markers.values(),
     ]
-    tokenizer = _fast_tokenizer(
+    tokenizer = fast_tokenizer(
         train_tokenizer(texts, specials, size.vocab_size),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -140,9 +167,14 @@ def _build_minicpmv4_6(texts: list[str], size: TinySize) -> tuple[Any, Any]:
         extra_special_tokens=markers,
         padding_side="left",
     )
-    resampler = {"scale_resolution": size.image_side, "patch_size": size.patch_size}
-    image_processor = MiniCPMV4_6ImageProcessor(max_slice_nums=1, slice_mode=False, **resampler)
-    video_processor = MiniCPMV4_6VideoProcessor(max_slice_nums=1, slice_mode=False, **resampler)
+    resampler = {
+        "scale_resolution": size.image_side,
+        "patch_size": size.patch_size,
+        "max_slice_nums": size.max_slices,
+        "slice_mode": size.max_slices > 1,
+    }
+    image_processor = MiniCPMV4_6ImageProcessor(**resampler)
+    video_processor = MiniCPMV4_6VideoProcessor(**resampler)
     processor = MiniCPMV4_6Processor(
         image_processor=image_processor,
         video_processor=video_processor,
@@ -152,7 +184,7 @@ def _build_minicpmv4_6(texts: list[str], size: TinySize) -> tuple[Any, Any]:
         ),
     )
     vocab = len(tokenizer)
-    head_dim = size.hidden_size // size.num_heads
+    head_dim = size.text_head_dim
     text_config = {
         "model_type": "qwen3_5_text",
         "vocab_size": vocab,
@@ -166,7 +198,7 @@ def _build_minicpmv4_6(texts: list[str], size: TinySize) -> tuple[Any, Any]:
         "max_position_embeddings": 4096,
         # Qwen3.5's hybrid stack: gated-deltanet (linear) layers between full-attention ones.
         "layer_types": [
-            "full_attention" if (i + 1) % 2 == 0 else "linear_attention"
+            "full_attention" if (i + 1) % size.full_attention_interval == 0 else "linear_attention"
             for i in range(size.num_layers)
         ],
         "linear_conv_kernel_dim": 4,
@@ -210,7 +242,7 @@ def _build_qwen2_vl(texts: list[str], size: TinySize) -> tuple[Any, Any]:
 
     markers = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *markers]
-    tokenizer = _fast_tokenizer(
+    tokenizer = fast_tokenizer(
         train_tokenizer(texts, specials, size.vocab_size),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -283,7 +315,7 @@ def _build_idefics3(texts: list[str], size: TinySize) -> tuple[Any, Any]:
         "<global-img>",
         *grid_tags,
     ]
-    tokenizer = _fast_tokenizer(
+    tokenizer = fast_tokenizer(
         train_tokenizer(texts, specials, size.vocab_size),
         bos_token="<|im_start|>",
         eos_token="<end_of_utterance>",
@@ -344,7 +376,7 @@ def _build_llava(texts: list[str], size: TinySize) -> tuple[Any, Any]:
     )
 
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
-    tokenizer = _fast_tokenizer(
+    tokenizer = fast_tokenizer(
         train_tokenizer(texts, specials, size.vocab_size),
         unk_token="<unk>",
         bos_token="<s>",
@@ -433,6 +465,15 @@ def build_tiny_model(
     (output / "uicap_tiny.json").write_text(
         json.dumps({"family": family, "seed": seed, "size": size.__dict__}, indent=2) + "\n"
     )
+    return output
+
+
+def build_tiny_tokenizer(output: Path, texts: Iterable[str], vocab_size: int = 2048) -> Path:
+    """Only a tiny model's kind of tokenizer, saved as a model folder's tokenizer files:
+    what prepare reads to count the HTML budget, without building a model."""
+    raw = train_tokenizer([t for t in texts if t], ["<|endoftext|>"], vocab_size)
+    tokenizer = fast_tokenizer(raw, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer.save_pretrained(output)
     return output
 
 

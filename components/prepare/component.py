@@ -16,6 +16,8 @@ def prepare_op(
     counts: Output[Metrics],
     config: str = "",
     reuse_root: str = "",
+    base_model: str = "",
+    base_revision: str = "",
 ):
     """Draw the target boxes, build the prompts and write train/val/test conversations.
 
@@ -28,23 +30,28 @@ def prepare_op(
         reuse_root: Where prepared outputs are kept by content (fingerprint + settings):
             an earlier run's output for the same records is copied, not rendered again
             ("" = always render).
+        base_model: The base model (Hub id or folder) whose tokenizer the HTML budget
+            counts in ("" with html_tokens=pattern only).
+        base_revision: The base's resolved revision (the lineage step's).
     """
     from pathlib import Path
 
     from components.prepare import prepare
     from components.prepare.config import PrepareConfig
     from components.prepare.reuse import prepare_reusing
+    from components.prepare.token_count import BaseTokenizer
 
     settings = PrepareConfig.from_parameter(config)
+    tokenizer = BaseTokenizer(base_model, base_revision or None) if base_model else None
     reused = False
     if reuse_root:
         manifest, reuse = prepare_reusing(
-            Path(ingested.path), Path(prepared.path), settings, reuse_root
+            Path(ingested.path), Path(prepared.path), settings, reuse_root, tokenizer=tokenizer
         )
         prepared.metadata["reuse"] = reuse.record()
         reused = reuse.reused
     else:
-        manifest = prepare(Path(ingested.path), Path(prepared.path), settings)
+        manifest = prepare(Path(ingested.path), Path(prepared.path), settings, tokenizer=tokenizer)
     prepared.metadata["fingerprint"] = manifest.fingerprint
     prepared.metadata["prompt_template_version"] = manifest.prompt_template_version
     counts.log_metric("records_in", manifest.counts.in_)

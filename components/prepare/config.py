@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, model_validator
 from components.prepare.boxing import DEFAULT_MAX_SIDE
 from components.prepare.prompt import DEFAULT_HTML_BUDGET
 from components.prepare.splits import DEFAULT_FRACTIONS
+from components.prepare.token_count import HtmlTokens
 from components.step_config import SPEED_ONLY, StepConfig
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -52,6 +53,9 @@ class PrepareConfig(_Frozen):
     max_image_side: int = Field(DEFAULT_MAX_SIDE, ge=16)
     # Tokens of surrounding HTML kept in the prompt; longer HTML is cut to this budget.
     html_budget_tokens: int = Field(DEFAULT_HTML_BUDGET, ge=0)
+    # What the budget counts: the base model's tokenizer tokens ("model"), or a model-free
+    # count ("pattern", as prepared data from before this setting was counted).
+    html_tokens: HtmlTokens = "model"
     splits: SplitFractions = Field(default_factory=SplitFractions)
     seed: int = 0
     # Worker processes drawing and encoding images: the output is the same for any count.

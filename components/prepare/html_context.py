@@ -7,10 +7,10 @@ Cleaning (stdlib html.parser, lenient with broken markup):
   MAX_ATTRIBUTE_CHARS are shortened (data: URIs, inline blobs), and "<" / ">" in text
   are escaped, so every "<" in the result opens a complete tag.
 
-Budget: tokens are counted with TOKEN_PATTERN (runs of word characters, and every other
-non-space character alone). It needs no model tokenizer, is deterministic, and tracks a
-BPE tokenizer's count on markup to within a small factor, which is all a context budget
-needs.
+Budget: tokens are counted by a TokenCounter (token_count): the model's own tokenizer
+in prepare and at serving, so the budget holds for the model that reads the prompt.
+Pieces are counted one by one to choose the window; the cut is then counted whole and
+shrunk until it fits, since a tokenizer may count a joined string differently.
 
 Cut: the cleaned HTML is a sequence of pieces (whole tags and text runs). The element is
 the tag whose attributes or text contain the element's visible text (the first match;
@@ -29,11 +29,11 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from html.parser import HTMLParser
 from typing import Literal
 
-TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
+from components.prepare.token_count import PATTERN, TokenCounter, count
+
 WHITESPACE = re.compile(r"\s+")
 MAX_ATTRIBUTE_CHARS = 80
 PARSE_CACHE_SIZE = 8
@@ -60,9 +60,9 @@ VOID_ELEMENTS = frozenset(
 PieceKind = Literal["start", "end", "void", "text"]
 
 
-def count_tokens(text: str) -> int:
-    """Budget tokens in `text` (see TOKEN_PATTERN)."""
-    return len(TOKEN_PATTERN.findall(text))
+def count_tokens(text: str, counter: TokenCounter = PATTERN) -> int:
+    """Budget tokens in `text`."""
+    return count(counter, text)
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,6 @@ class Piece:
     tag: str = ""
     search_text: str = ""  # unescaped, lower-cased, whitespace-collapsed text to match on
     attrs: tuple[tuple[str, str | None], ...] = ()
-
-    @cached_property
-    def tokens(self) -> int:
-        return count_tokens(self.text)
 
 
 def _normalise(text: str) -> str:
@@ -205,8 +201,13 @@ def _enclosing_start(pieces: Sequence[Piece], inside: int) -> int | None:
     return None
 
 
-def find_element(pieces: Sequence[Piece], element_text: str) -> tuple[int, int, int]:
-    """(first, last, core) piece indexes of the element; core is the piece that matched."""
+def find_element(
+    pieces: Sequence[Piece], element_text: str, tokens: Sequence[int]
+) -> tuple[int, int, int]:
+    """(first, last, core) piece indexes of the element; core is the piece that matched.
+
+    `tokens` holds each piece's token count (for the middle, when nothing matches).
+    """
     needle = _normalise(element_text)
     if needle:
         for index, piece in enumerate(pieces):
@@ -221,16 +222,17 @@ def find_element(pieces: Sequence[Piece], element_text: str) -> tuple[int, int, 
             if piece.kind == "start":
                 return index, _matching_end(pieces, index), index
             return index, index, index
-    tokens = [piece.tokens for piece in pieces]
     half, running = sum(tokens) / 2, 0
-    for index, count in enumerate(tokens):
-        running += count
+    for index, size in enumerate(tokens):
+        running += size
         if running >= half:
             return index, index, index
     return 0, 0, 0
 
 
-def compact_tag(piece: Piece, element_text: str, budget: int) -> str:
+def compact_tag(
+    piece: Piece, element_text: str, budget: int, counter: TokenCounter = PATTERN
+) -> str:
     """A tag too long for the budget, with only the attributes holding the element's text.
 
     Falls back to the bare tag name, and to "" when even that does not fit: a tag is
@@ -240,42 +242,54 @@ def compact_tag(piece: Piece, element_text: str, budget: int) -> str:
     kept = [(n, v) for n, v in piece.attrs if needle and v and needle in _normalise(v)]
     for attrs in (kept, []):
         text = "<" + " ".join([piece.tag, *(_attribute(n, v) for n, v in attrs)]) + ">"
-        if count_tokens(text) <= budget:
+        if count(counter, text) <= budget:
             return text
     return ""
 
 
-def _trim(text: str, keep: int, from_end: bool) -> str:
-    """The first (or last) `keep` budget tokens of a text run, cut between tokens."""
-    matches = list(TOKEN_PATTERN.finditer(text))
-    if keep <= 0 or not matches:
-        return ""
-    if keep >= len(matches):
-        return text
-    if from_end:
-        return text[matches[-keep].start() :]
-    return text[: matches[keep - 1].end()]
+def cut_html(markup: str, element_text: str, budget: int, counter: TokenCounter = PATTERN) -> str:
+    """Cleaned `markup` cut to at most `budget` tokens of `counter`, centred on the element."""
+    pieces, tokens = html_pieces(markup), _piece_tokens(markup, counter)
+    limit = budget
+    while limit > 0:
+        cut = _cut(pieces, tokens, element_text, limit, counter)
+        excess = count(counter, cut) - budget
+        if excess <= 0:
+            return cut
+        limit -= excess
+    return ""
 
 
-def cut_html(markup: str, element_text: str, budget: int) -> str:
-    """Cleaned `markup` cut to at most `budget` tokens, centred on the element."""
-    pieces: Sequence[Piece] = html_pieces(markup)
-    if budget <= 0 or not pieces:
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _piece_tokens(markup: str, counter: TokenCounter) -> tuple[int, ...]:
+    return tuple(counter.counts([piece.text for piece in html_pieces(markup)]))
+
+
+def _cut(
+    pieces: Sequence[Piece],
+    tokens: Sequence[int],
+    element_text: str,
+    budget: int,
+    counter: TokenCounter,
+) -> str:
+    """The window of at most `budget` tokens, counting piece by piece."""
+    if not pieces:
         return ""
-    if sum(piece.tokens for piece in pieces) <= budget:
+    if sum(tokens) <= budget:
         return "".join(piece.text for piece in pieces).strip()
-    first, last, core = find_element(pieces, element_text)
-    if sum(piece.tokens for piece in pieces[first : last + 1]) > budget:
+    first, last, core = find_element(pieces, element_text, tokens)
+    if sum(tokens[first : last + 1]) > budget:
         first = last = core
         piece = pieces[core]
-        if piece.tokens > budget:
+        if tokens[core] > budget:
             if piece.kind == "text":
-                return _trim(piece.text, budget, from_end=False).strip()
-            compact = compact_tag(piece, element_text, budget)
+                return counter.head(piece.text, budget).strip()
+            compact = compact_tag(piece, element_text, budget, counter)
             if not compact:
                 return ""
             pieces = [*pieces[:core], Piece(piece.kind, compact, piece.tag), *pieces[core + 1 :]]
-    used = sum(piece.tokens for piece in pieces[first : last + 1])
+            tokens = [*tokens[:core], count(counter, compact), *tokens[core + 1 :]]
+    used = sum(tokens[first : last + 1])
     left_parts: list[str] = []
     right_parts: list[str] = []
     left_tokens = right_tokens = 0
@@ -286,10 +300,11 @@ def cut_html(markup: str, element_text: str, budget: int) -> str:
         index = left if grow_left else right
         piece = pieces[index]
         room = budget - used
-        if piece.tokens <= room:
-            text, cost, exhausted = piece.text, piece.tokens, False
+        if tokens[index] <= room:
+            text, cost, exhausted = piece.text, tokens[index], False
         elif piece.kind == "text" and room > 0:
-            text, cost, exhausted = _trim(piece.text, room, from_end=grow_left), room, True
+            trim = counter.tail if grow_left else counter.head
+            text, cost, exhausted = trim(piece.text, room), room, True
         else:
             text, cost, exhausted = "", 0, True
         if text:

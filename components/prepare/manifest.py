@@ -45,6 +45,9 @@ class Duplicate(BaseModel):
 class PrepareSettings(BaseModel):
     max_image_side: int | None
     html_budget: int
+    # What the budget counted, and whose tokenizer (None: the model-free pattern).
+    html_tokens: str = "pattern"
+    html_tokenizer: str | None = None
     split_fractions: tuple[float, float, float]
     seed: int
 

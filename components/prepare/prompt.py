@@ -10,6 +10,7 @@ in the template it was trained on.
 from __future__ import annotations
 
 from components.prepare.html_context import cut_html
+from components.prepare.token_count import PATTERN, TokenCounter
 
 PROMPT_TEMPLATE_VERSION = "ui-caption-v1"
 QUESTION = "In a short sentence, what does the action outlined with a magenta rectangle do?"
@@ -30,13 +31,15 @@ def build_prompt(
     text: str,
     html: str,
     html_budget: int = DEFAULT_HTML_BUDGET,
+    counter: TokenCounter = PATTERN,
 ) -> str:
     """The user text that follows the image (without the image marker).
 
-    The HTML is cleaned and cut to `html_budget` tokens around the element whose visible
-    text is `text` (see html_context).
+    The HTML is cleaned and cut to `html_budget` tokens (as `counter` counts them: the
+    model's tokenizer in prepare and at serving) around the element whose visible text
+    is `text` (see html_context).
     """
-    surrounding = cut_html(html, text, html_budget)
+    surrounding = cut_html(html, text, html_budget, counter)
     return (
         f"{QUESTION}\n"
         "Action data:\n"

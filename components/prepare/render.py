@@ -27,6 +27,7 @@ from PIL import Image
 
 from components.prepare.boxing import bound_image, outline_box, scale_bbox
 from components.prepare.prompt import build_prompt
+from components.prepare.token_count import BaseTokenizer, HtmlTokens, html_counter
 
 PNG_COMPRESS_LEVEL = 1
 TASKS_PER_WORKER = 4
@@ -59,6 +60,8 @@ class RenderSettings:
     max_side: int | None
     html_budget: int
     compress_level: int = PNG_COMPRESS_LEVEL
+    html_tokens: HtmlTokens = "pattern"
+    tokenizer: BaseTokenizer | None = None  # loaded once per worker process
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def render_screen(job: ScreenJob, settings: RenderSettings) -> list[RenderedReco
     with Image.open(io.BytesIO(job.image_bytes)) as image:
         image.load()
         base, scale = bound_image(image, settings.max_side)
+    counter = html_counter(settings.html_tokens, settings.tokenizer)
     rendered = []
     for record in job.records:
         canvas = base.copy()
@@ -84,7 +88,12 @@ def render_screen(job: ScreenJob, settings: RenderSettings) -> list[RenderedReco
         png = encoded.getvalue()
         (settings.output / record.image_name).write_bytes(png)
         prompt = build_prompt(
-            record.action_type, record.element_type, record.text, record.html, settings.html_budget
+            record.action_type,
+            record.element_type,
+            record.text,
+            record.html,
+            settings.html_budget,
+            counter,
         )
         digest = hashlib.sha256(png).hexdigest()
         rendered.append(RenderedRecord(record.index, prompt, bbox, digest))

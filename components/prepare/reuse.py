@@ -26,6 +26,7 @@ from components.ingest.publish import staged_output
 from components.prepare.config import PrepareConfig
 from components.prepare.manifest import PrepareManifest
 from components.prepare.prompt import PROMPT_TEMPLATE_VERSION
+from components.prepare.token_count import BaseTokenizer, counted_in
 from components.step_config import decisive
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,17 @@ class Reuse:
         return {"key": self.key, "entry": self.entry, "reused": self.reused}
 
 
-def prepared_key(ingest: IngestManifest, config: PrepareConfig) -> str:
-    """sha256 over the ingested content, the decisive settings and the prompt template."""
+def prepared_key(
+    ingest: IngestManifest, config: PrepareConfig, tokenizer: BaseTokenizer | None = None
+) -> str:
+    """sha256 over the ingested content, the decisive settings, the prompt template and
+    the tokenizer the HTML budget counts in."""
     decided = {
         "format": PREPARED_FORMAT,
         "records": ingest.fingerprint,
         "prepare": decisive(config),
         "prompt_template_version": PROMPT_TEMPLATE_VERSION,
+        "html_tokenizer": counted_in(config.html_tokens, tokenizer),
     }
     canonical = json.dumps(decided, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -66,17 +71,18 @@ def prepare_reusing(
     config: PrepareConfig,
     store: str,
     *,
+    tokenizer: BaseTokenizer | None = None,
     progress: bool = False,
 ) -> tuple[PrepareManifest, Reuse]:
     """`prepare`, or a copy of the stored output for the same records and settings."""
     from components.prepare.run import prepare
 
     ingest = IngestManifest.read(ingested)
-    key = prepared_key(ingest, config)
+    key = prepared_key(ingest, config, tokenizer)
     entry = storage.join(store, PREPARED_DIR, key)
     if storage.exists(storage.join(entry, COMPLETE_MARKER)):
         return _copy_out(entry, output, ingest), Reuse(key, entry, reused=True)
-    manifest = prepare(ingested, output, config, progress=progress)
+    manifest = prepare(ingested, output, config, tokenizer=tokenizer, progress=progress)
     _store(output, entry, key)
     return manifest, Reuse(key, entry, reused=False)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.content_hash import PinMismatchError
 from components.ingest.contract import CONTRACT_COLUMNS, METADATA_COLUMNS
 from components.ingest.manifest import IngestManifest
 from components.ingest.publish import check_replaceable, staged_output
@@ -44,6 +45,7 @@ from components.prepare.render import (
     render_all,
 )
 from components.prepare.splits import SPLITS, assign_splits
+from components.prepare.token_count import BaseTokenizer, counted_in, html_counter
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -72,15 +74,23 @@ def prepare(
     output: Path,
     config: PrepareConfig | None = None,
     *,
+    tokenizer: BaseTokenizer | None = None,
     progress: bool = False,
     png_compress_level: int = PNG_COMPRESS_LEVEL,
 ) -> PrepareManifest:
     """Turn an ingest output folder into the MiniCPM-V fine-tuning format in `output`.
 
     `config` (default: `PrepareConfig()`) holds everything that shapes the output, plus
-    the worker count, which only changes how fast it is written.
+    the worker count, which only changes how fast it is written. `tokenizer` is the base
+    model's, which the HTML budget counts in (`html_tokens: model`, the default).
     """
     config = config or PrepareConfig()
+    try:
+        # Loaded here once, so a missing or changed tokenizer fails before any rendering.
+        html_counter(config.html_tokens, tokenizer)
+    except (OSError, ValueError, PinMismatchError) as error:
+        raise PrepareInputError(str(error)) from error
+    used_tokenizer = counted_in(config.html_tokens, tokenizer)
     fractions = config.splits.as_tuple()
     max_image_side, html_budget = config.max_image_side, config.html_budget_tokens
     input_dir, output = Path(input_dir), Path(output)
@@ -93,7 +103,14 @@ def prepare(
         plan = plan_records(records, fractions, config.seed)
         with staged_output(output) as staging:
             (staging / IMAGES_DIR).mkdir()
-            settings = RenderSettings(staging, max_image_side, html_budget, png_compress_level)
+            settings = RenderSettings(
+                staging,
+                max_image_side,
+                html_budget,
+                png_compress_level,
+                html_tokens=config.html_tokens,
+                tokenizer=tokenizer if used_tokenizer else None,
+            )
             jobs = _screen_jobs(records, plan)
             with _progress(len(plan.kept), progress) as advance:
                 rendered = render_all(jobs, settings, config.workers, on_done=advance)
@@ -105,6 +122,8 @@ def prepare(
                 settings=PrepareSettings(
                     max_image_side=max_image_side,
                     html_budget=html_budget,
+                    html_tokens=config.html_tokens,
+                    html_tokenizer=used_tokenizer,
                     split_fractions=fractions,
                     seed=config.seed,
                 ),

@@ -53,6 +53,9 @@ class ServingConfig:
 
     max_image_side: int | None
     html_budget: int
+    # What the budget counts (the prepared data's `html_tokens`): the model's tokenizer
+    # tokens, or the model-free pattern of models prepared before it was counted.
+    html_tokens: str = "pattern"
     batch_size: int = 8
     max_new_tokens: int | None = None  # None: the model's own generation setting
 
@@ -67,6 +70,7 @@ class ServingConfig:
         return cls(
             max_image_side=None if side is None else int(side),
             html_budget=int(config.get("html_budget", 256)),
+            html_tokens=str(config.get("html_tokens") or "pattern"),
             batch_size=int(config.get("batch_size", 8)),
             max_new_tokens=None if limit is None else int(limit),
         )
@@ -140,10 +144,19 @@ def _text(row: Mapping[str, Any], column: str, index: int) -> str:
     return value
 
 
-def build_turns(frame: pd.DataFrame, config: ServingConfig) -> list[Any]:
-    """One `Turn` per row: the boxed screenshot and the training prompt for that element."""
+def build_turns(frame: pd.DataFrame, config: ServingConfig, tokenizer: Any = None) -> list[Any]:
+    """One `Turn` per row: the boxed screenshot and the training prompt for that element.
+
+    `tokenizer` is the model's: the HTML budget counts its tokens when the training data's
+    did (`html_tokens: model`).
+    """
     from components.captioner.families import Turn
     from components.prepare import build_prompt, draw_target_box
+    from components.prepare.token_count import PATTERN, TokenizerTokens
+
+    if config.html_tokens == "model" and tokenizer is None:
+        raise ValueError("html_tokens=model: the HTML budget needs the model's tokenizer")
+    counter = TokenizerTokens(tokenizer) if config.html_tokens == "model" else PATTERN
 
     missing = [column for column in (IMAGE_COLUMN, BBOX_COLUMN) if column not in frame.columns]
     if missing:
@@ -163,6 +176,7 @@ def build_turns(frame: pd.DataFrame, config: ServingConfig) -> list[Any]:
             texts["text"],
             texts["html"],
             config.html_budget,
+            counter,
         )
         turns.append(Turn(id=f"row-{index}", image=boxed, prompt=prompt))
     return turns
@@ -185,7 +199,8 @@ class CaptionerModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        turns = build_turns(_as_frame(model_input), self.config)
+        tokenizer = self.captioner.processor.tokenizer
+        turns = build_turns(_as_frame(model_input), self.config, tokenizer)
         captions: list[str] = []
         size = max(1, self.config.batch_size)
         for start in range(0, len(turns), size):

@@ -77,6 +77,7 @@ class DataLineage:
     prompt_template_version: str | None = None
     max_image_side: int | None = None
     html_budget: int | None = None
+    html_tokens: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def read_lineage(data_dir: Path | None) -> DataLineage:
         prompt_template_version=manifest.prompt_template_version,
         max_image_side=manifest.settings.max_image_side,
         html_budget=manifest.settings.html_budget,
+        html_tokens=manifest.settings.html_tokens,
     )
 
 
@@ -432,7 +434,9 @@ def register_candidate(
                 "the serving config is unknown: pass the prepared data folder (its manifest "
                 "records the image size and HTML budget) or a ServingConfig"
             )
-        serving = ServingConfig(lineage.max_image_side, lineage.html_budget)
+        serving = ServingConfig(
+            lineage.max_image_side, lineage.html_budget, lineage.html_tokens or "pattern"
+        )
     tags = version_tags(model_dir, evaluation, lineage, pipeline_run_id, weights_sha256)
     tags.update({key: value[: T.MAX_VALUE_CHARS] for key, value in (extra_tags or {}).items()})
 

@@ -73,6 +73,9 @@ class BatchConfig(_Group):
     grad_accum: int = Field(4, ge=1)
     # Records longer than this are skipped and counted (image tokens are never cut).
     max_length: int = Field(2048, ge=16)
+    # The share of a split's records that may be skipped as too long before the run
+    # fails: a run that silently trains on a fraction of its data is worse than none.
+    max_skip_fraction: float = Field(0.01, ge=0, le=1)
     # DataLoader workers that load and encode images. None: none on a CPU-only machine
     # (there they would take the cores the training math runs on: measured slower on 2
     # cores), else up to 4 per process from the CPUs the node has.

@@ -37,11 +37,68 @@ class Skipped:
     detail: str
 
 
-def _nbytes(turn: EncodedTurn) -> int:
-    tensors = sum(
-        int(v.nelement() * v.element_size()) for v in turn.vision.values() if hasattr(v, "nelement")
-    )
-    return tensors + 16 * len(turn.input_ids)
+def _nbytes(value: Any) -> int:
+    if isinstance(value, Coded):
+        return value.nbytes
+    if hasattr(value, "nelement"):
+        return int(value.nelement() * value.element_size())
+    return 0
+
+
+@dataclass(frozen=True)
+class Coded:
+    """A float tensor with few distinct values, as integer codes into those values.
+
+    A screenshot has 8-bit pixels, and the processors resize before they rescale and
+    normalise, so its pixel tensor holds at most 256 distinct floats per channel: one
+    byte a value where every channel is normalised alike (MiniCPM-V, SigLIP), two where
+    the channels differ (CLIP's means), instead of four; decoding gives back the very
+    same floats.
+    """
+
+    values: torch.Tensor
+    codes: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        codes = self.codes.nelement() * self.codes.element_size()
+        return int(codes + self.values.nelement() * self.values.element_size())
+
+    def decode(self) -> torch.Tensor:
+        return torch.take(self.values, self.codes.long())
+
+
+SAMPLE_STRIDE = 61
+
+
+def encode_lossless(tensor: torch.Tensor) -> torch.Tensor | Coded:
+    """`tensor` as Coded when its distinct values fit 8- or 16-bit codes, else unchanged."""
+    if not tensor.is_floating_point() or tensor.nelement() < 1024:
+        return tensor
+    flat = tensor.reshape(-1)
+    # Distinct values of a sample first (a full sort costs more than the processor);
+    # they must then cover every value exactly, or the full set is taken.
+    values = torch.unique(flat[::SAMPLE_STRIDE])
+    if values.numel() <= 256:
+        index = torch.searchsorted(values, flat).clamp_(max=values.numel() - 1)
+        if not torch.equal(values[index], flat):
+            values, index = torch.unique(flat, return_inverse=True)
+    else:
+        values, index = torch.unique(flat, return_inverse=True)
+    if values.numel() > 2**15:
+        return tensor
+    dtype = torch.uint8 if values.numel() <= 256 else torch.int16
+    return Coded(values, index.to(dtype).reshape(tensor.shape))
+
+
+def _compact(turn: EncodedTurn) -> EncodedTurn:
+    vision = {k: encode_lossless(v) if torch.is_tensor(v) else v for k, v in turn.vision.items()}
+    return EncodedTurn(turn.id, turn.input_ids, turn.labels, vision)
+
+
+def _expanded(turn: EncodedTurn) -> EncodedTurn:
+    vision = {key: v.decode() if isinstance(v, Coded) else v for key, v in turn.vision.items()}
+    return EncodedTurn(turn.id, turn.input_ids, turn.labels, vision)
 
 
 class EncodingCache:
@@ -49,24 +106,44 @@ class EncodingCache:
 
     Decoding a screenshot and running the processor costs more than the forward and
     backward pass of a small model, and every epoch (and every validation pass) asks for
-    the same records again. Encodings are deterministic, so a cached record is the record
-    a fresh encode would give; once the budget is spent, the rest are encoded each time.
-    Entries made inside DataLoader workers stay in that worker.
+    the same records again. Encodings are deterministic and stored losslessly (pixel
+    tensors as byte codes, see Coded), so a cached record is the record a fresh encode
+    would give; once the budget is spent, the rest are encoded each time. Entries made
+    inside DataLoader workers stay in that worker (and so do their hit counts).
     """
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget = budget_bytes
         self.used = 0
         self.items: dict[tuple[str, str], EncodedTurn] = {}
+        self.hits = 0
+        self.misses = 0
 
     def get(self, key: tuple[str, str]) -> EncodedTurn | None:
-        return self.items.get(key)
+        found = self.items.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return _expanded(found)
 
     def put(self, key: tuple[str, str], turn: EncodedTurn) -> None:
-        size = _nbytes(turn)
-        if key not in self.items and self.used + size <= self.budget:
-            self.items[key] = turn
+        if key in self.items or self.budget <= 0:
+            return
+        compact = _compact(turn)
+        size = sum(_nbytes(v) for v in compact.vision.values()) + 16 * len(turn.input_ids)
+        if self.used + size <= self.budget:
+            self.items[key] = compact
             self.used += size
+
+    def stats(self) -> dict[str, float]:
+        """Records held, MiB used, and the share of lookups served from memory."""
+        lookups = self.hits + self.misses
+        return {
+            "records": float(len(self.items)),
+            "mib": round(self.used / 2**20, 1),
+            "hit_rate": round(self.hits / lookups, 4) if lookups else 0.0,
+        }
 
 
 class TurnDataset(Dataset):
@@ -145,6 +222,31 @@ class LengthIndex:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LengthIndex:
         return cls(data["kept"], data["lengths"], [Skipped(**s) for s in data["skipped"]])
+
+
+class TooManySkippedError(ValueError):
+    """More of a split's records are too long than `train.batch.max_skip_fraction` allows."""
+
+
+SKIPPED_NAMED = 5
+
+
+def check_skipped(split: str, index: LengthIndex, max_fraction: float, max_length: int) -> None:
+    """Fail, naming the records, when too many of `split` cannot fit `max_length`."""
+    total = len(index.kept) + len(index.skipped)
+    skipped = len(index.skipped)
+    if index.kept and skipped / total <= max_fraction:
+        return
+    if not total:
+        raise ValueError(f"the {split} split holds no records")
+    named = "; ".join(item.detail for item in index.skipped[:SKIPPED_NAMED])
+    more = f"; and {skipped - SKIPPED_NAMED} more" if skipped > SKIPPED_NAMED else ""
+    raise TooManySkippedError(
+        f"{skipped} of {total} {split} records ({skipped / total:.1%}) do not fit max_length "
+        f"{max_length}, more than train.batch.max_skip_fraction={max_fraction:g} allows: "
+        f"{named}{more}. Raise train.batch.max_length, or lower prepare.max_image_side or "
+        "prepare.html_budget_tokens"
+    )
 
 
 def index_lengths(dataset: TurnDataset, num_workers: int) -> LengthIndex:

@@ -44,6 +44,7 @@ from components.train.data import (
     LengthGroupedBatchSampler,
     LengthIndex,
     TurnDataset,
+    check_skipped,
     eval_batches,
     index_lengths,
     make_loader,
@@ -250,7 +251,7 @@ class TrainRecipe:
         records["train"] = records["train"] + self.replay
         # One cache for the indexing pass, training and validation: the pass's encodings
         # are the first epoch's.
-        cache = EncodingCache(cfg.batch.encoding_cache_mb * 2**20)
+        cache = self.encoding_cache = EncodingCache(cfg.batch.encoding_cache_mb * 2**20)
         datasets = {
             split: TurnDataset(recs, self.family, self.processor, cfg.batch.max_length, cache)
             for split, recs in records.items()
@@ -262,11 +263,9 @@ class TrainRecipe:
             kept["val"] = kept["val"][: cfg.batch.eval_max_records]
             val_lengths = val_lengths[: cfg.batch.eval_max_records]
         for split in ("train", "val"):
-            if not kept[split]:
-                raise ValueError(
-                    f"no {split} record fits max_length {cfg.batch.max_length}: "
-                    f"skipped {self.index[split].skipped_counts()}"
-                )
+            check_skipped(
+                split, self.index[split], cfg.batch.max_skip_fraction, cfg.batch.max_length
+            )
         self.train_set = TurnDataset(
             kept["train"], self.family, self.processor, cfg.batch.max_length, cache
         )
@@ -349,7 +348,7 @@ class TrainRecipe:
         self.index_seconds = time.perf_counter() - started
         for split, item in index.items():
             for skipped in item.skipped:
-                log.warning("skipping %s record %s: %s", split, skipped.id, skipped.detail)
+                log.warning("skipping %s record %s", split, skipped.detail)
         return index
 
     def _setup_optimizer(self) -> None:
@@ -725,9 +724,24 @@ class TrainRecipe:
             staging.rename(self.output / weights_dir)
             metadata = self._metadata(weights_dir)
             write_metadata(self.output, metadata)
+            cached = self.encoding_cache.stats()
             self.tracker.log_metrics(
-                {"best_val_loss": st.best_val_loss or math.nan, "best_step": float(st.best_step)},
+                {
+                    "best_val_loss": st.best_val_loss or math.nan,
+                    "best_step": float(st.best_step),
+                    "encoding_cache_hit_rate": cached["hit_rate"],
+                    "encoding_cache_mib": cached["mib"],
+                },
                 step=st.step,
+            )
+            # Workers keep their own entries and counts: only this process's are seen.
+            seen = "" if self.num_workers == 0 else " (this process; workers count their own)"
+            log.info(
+                "encoding cache: %d records in %.1f MiB, hit rate %.1f%%%s",
+                cached["records"],
+                cached["mib"],
+                100 * cached["hit_rate"],
+                seen,
             )
             self.tracker.log_artifact(self.output / "uicap_model.json")
             self.tracker.end("FINISHED")

@@ -137,16 +137,34 @@ def prepare(
             help="Worker processes that draw and encode images (default: PrepareConfig).", min=1
         ),
     ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            help="The base model (folder or Hub id) whose tokenizer the HTML budget counts in.",
+        ),
+    ] = None,
+    tokenizer_revision: Annotated[
+        str | None, typer.Option(help="The base model's revision on the Hub.")
+    ] = None,
+    html_tokens: Annotated[
+        str | None,
+        typer.Option(
+            help="What the HTML budget counts: model (the tokenizer's tokens) or pattern "
+            "(model-free; default: PrepareConfig)."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Draw the target boxes, build the prompts, write the train/val/test conversations."""
     from components.ingest import OutputExistsError
     from components.prepare import PrepareInputError
     from components.prepare import prepare as prepare_dataset
+    from components.prepare.token_count import BaseTokenizer
 
     try:
-        config = prepare_config(max_image_side, html_budget, split, seed, workers)
-        manifest = prepare_dataset(input_, output, config, progress=progress)
+        config = prepare_config(max_image_side, html_budget, split, seed, workers, html_tokens)
+        base = BaseTokenizer(tokenizer, tokenizer_revision) if tokenizer else None
+        manifest = prepare_dataset(input_, output, config, tokenizer=base, progress=progress)
     except (PrepareInputError, OutputExistsError, ValueError) as error:
         raise _fail("prepare", error, EXIT_BAD_INPUT) from error
     counts = manifest.counts
@@ -155,6 +173,9 @@ def prepare(
     for name in ("train", "val", "test"):
         table.add_row(name, f"{getattr(counts, name)} records, {manifest.groups[name]} screens")
     table.add_row("prompt template", manifest.prompt_template_version)
+    budget = manifest.settings
+    counted = budget.html_tokenizer or "no model: the word/punctuation pattern"
+    table.add_row("HTML budget", f"{budget.html_budget} tokens of {counted}")
     table.add_row("fingerprint", manifest.fingerprint)
     table.add_row("output", str(output))
     console.print(table)
@@ -166,6 +187,7 @@ def prepare_config(
     split: str | None,
     seed: int | None,
     workers: int | None,
+    html_tokens: str | None = None,
 ) -> PrepareConfig:
     """The options given, over PrepareConfig's defaults (which live there, once)."""
     from components.prepare.config import PrepareConfig
@@ -176,6 +198,7 @@ def prepare_config(
         "html_budget_tokens": html_budget,
         "seed": seed,
         "workers": workers,
+        "html_tokens": html_tokens,
     }
     if split is not None:
         train, validation, test = parse_fractions(split)

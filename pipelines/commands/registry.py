@@ -48,7 +48,9 @@ def register(
     serving = None
     if lineage is None or lineage.html_budget is None:
         serving = ServingConfig(
-            settings.prepare.max_image_side, settings.prepare.html_budget_tokens
+            settings.prepare.max_image_side,
+            settings.prepare.html_budget_tokens,
+            settings.prepare.html_tokens,
         )
     try:
         registered = register_candidate(

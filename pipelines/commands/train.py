@@ -100,6 +100,9 @@ def train(
     if nproc_per_node > 1 and not launched_by_torchrun():
         exec_torchrun(nproc_per_node, job)  # the train package's entry point, N times
 
+    from rich.markup import escape
+
+    from components.train.data import TooManySkippedError
     from components.train.recipe import Preempted, ResumeMismatchError
     from components.train.run import describe, train
 
@@ -111,6 +114,9 @@ def train(
         raise typer.Exit(128 + stop.signum) from None
     except ResumeMismatchError as error:
         console.print(f"[red]cannot resume:[/] {error}")
+        raise typer.Exit(2) from None
+    except TooManySkippedError as error:
+        console.print(f"[red]cannot train:[/] {escape(str(error))}")
         raise typer.Exit(2) from None
     if recipe.accelerator.is_main_process:
         console.print(describe(recipe), markup=False, highlight=False)

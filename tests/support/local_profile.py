@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.demo.local_assets import LocalAssets, ensure_local_assets
+from components.prepare.token_count import BaseTokenizer
 from pipelines.settings import Settings, load_settings
 
 
@@ -32,5 +33,10 @@ def local_profile(tmp_path_factory: pytest.TempPathFactory) -> LocalProfile:
     assets = ensure_local_assets(workdir, settings.model.family, settings.prepare.max_image_side)
     ingest(str(assets.ui_dataset), workdir / "ingested")
     prepared = workdir / "prepared"
-    prepare(workdir / "ingested", prepared, settings.prepare.model_copy(update={"workers": 2}))
+    prepare(
+        workdir / "ingested",
+        prepared,
+        settings.prepare.model_copy(update={"workers": 2}),
+        tokenizer=BaseTokenizer(str(assets.base_model)),
+    )
     return LocalProfile(settings, assets, prepared)

@@ -54,8 +54,8 @@ def prompt_for(action: str, element: str, text: str, html: str) -> str:
     )
 
 
-def _image(rng: random.Random, element: str) -> Image.Image:
-    width, height = rng.choice([(56, 42), (84, 56), (112, 70)])
+def _image(rng: random.Random, element: str, size: tuple[int, int] | None = None) -> Image.Image:
+    width, height = size or rng.choice([(56, 42), (84, 56), (112, 70)])
     image = Image.new("RGB", (width, height), rng.choice(COLOURS))
     draw = ImageDraw.Draw(image)
     shade = 60 * list(TEMPLATES).index(element)
@@ -65,14 +65,21 @@ def _image(rng: random.Random, element: str) -> Image.Image:
     return image
 
 
-def _record(rng: random.Random, index: int, split: str, root: Path, padding: int) -> dict:
+def _record(
+    rng: random.Random,
+    index: int,
+    split: str,
+    root: Path,
+    padding: int,
+    image_size: tuple[int, int] | None = None,
+) -> dict:
     element = rng.choice(list(TEMPLATES))
     action, template = TEMPLATES[element]
     text = rng.choice(WORDS)
     html = f"<div class='row'><{element}>{text}</{element}></div>" + " <span>more</span>" * padding
     image_path = Path("images") / split / f"{split}-{index:03d}.png"
     (root / image_path).parent.mkdir(parents=True, exist_ok=True)
-    _image(rng, element).save(root / image_path)
+    _image(rng, element, image_size).save(root / image_path)
     return {
         "id": f"{split}-{index:03d}",
         "image": str(image_path),
@@ -108,15 +115,19 @@ def write_prepared(
     max_image_side: int | None = 448,
     html_budget: int = 128,
     source: tuple[str, str] = ("tests/ui-records", "sha256:test-source"),
+    image_size: tuple[int, int] | None = None,
 ) -> Path:
     """A prepared directory with the manifest prepare writes; `too_long` train records carry
-    HTML far beyond any small budget. `source` is the (dataset, revision) it came from."""
+    HTML far beyond any small budget. `source` is the (dataset, revision) it came from;
+    every screenshot is `image_size` when given (else a few small sizes)."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
     counts = {"train": train + too_long, "val": val, "test": test}
     screens: dict[str, int] = {}
     for split, count in {"train": train, "val": val, "test": test}.items():
-        records = [_record(rng, i, split, root, padding=rng.randint(0, 6)) for i in range(count)]
+        records = [
+            _record(rng, i, split, root, rng.randint(0, 6), image_size) for i in range(count)
+        ]
         if split == "train":
             records += [_record(rng, count + i, split, root, padding=400) for i in range(too_long)]
         (root / f"{split}.json").write_text(json.dumps(records, indent=1))
@@ -213,13 +224,13 @@ def corpus(prepared: Path) -> list[str]:
     return texts
 
 
-def tiny_base(root: Path, *prepared: Path) -> Path:
+def tiny_base(root: Path, *prepared: Path, shape: str = "small") -> Path:
     """A tiny random MiniCPM-V 4.6 whose tokenizer knows the given sets, built once per folder."""
-    from components.demo.tiny_model import build_tiny_model
+    from components.demo.tiny_model import SHAPES, build_tiny_model
 
     if not (root / "config.json").exists():
         texts = [text for folder in prepared for text in corpus(folder)]
-        build_tiny_model(root, texts, family="minicpmv4_6")
+        build_tiny_model(root, texts, family="minicpmv4_6", size=SHAPES[shape])
     return root
 
 

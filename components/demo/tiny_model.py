@@ -67,13 +67,17 @@ _LLAVA_TEMPLATE = (
 
 @dataclass(frozen=True)
 class TinySize:
-    """Dimensions shared by every family's tiny model (small enough to train on CPU)."""
+    """Dimensions shared by every family's tiny model (small enough to train on CPU).
+
+    Text heads are 64 wide: vLLM's CPU attention kernels take no smaller (a 32-wide head
+    fails with "Unexpected head dim size"), and `make serving-check` serves this model.
+    """
 
     hidden_size: int = 128
     intermediate_size: int = 352
     num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
+    num_heads: int = 2
+    num_kv_heads: int = 1
     vision_hidden_size: int = 64
     vision_layers: int = 2
     vision_heads: int = 4
@@ -94,12 +98,9 @@ class TinySize:
 
 # MiniCPM-V 4.6's shape, shrunk: its layer pattern (three gated-delta layers, then one
 # full attention, as `full_attention_interval: 4` says), head sizes of 64 in both
-# towers (serving engines' kernels take no smaller), and its processor (448 px slices,
-# up to 9), so a 1344 px screenshot becomes hundreds of image tokens as on the H100.
+# towers, and its processor (448 px slices, up to 9), so a 1344 px screenshot becomes
+# hundreds of image tokens as on the H100.
 PRODUCTION_SHAPE = TinySize(
-    num_heads=2,
-    num_kv_heads=1,
-    head_dim=64,
     full_attention_interval=4,
     vision_hidden_size=128,
     vision_heads=2,

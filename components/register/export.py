@@ -7,6 +7,11 @@ and the processor / tokenizer files, loaded with `AutoModelForImageTextToText` a
 a folder, so the server needs no adapter support. Without `--merged` the adapter folder
 is written as PEFT saved it (for a server's LoRA support) next to the base reference.
 
+A merged export is what a server needs to caption as uicap does, with no flags: the
+processor files, a chat template whose default is a caption, not a reasoning block
+(MiniCPM-V 4.6 thinks unless told otherwise), and a generation config that decodes
+greedily, stops at the end of turn and bounds the caption's length as evaluation did.
+
 `uicap_export.json` in the output says where the weights came from: the registry version
 or artifact, the base id and revision, the family and the prompt template version, since
 clients must ask in that template.
@@ -22,6 +27,11 @@ from pathlib import Path
 from typing import Any
 
 EXPORT_FILE = "uicap_export.json"
+# Prepended to a chat template that reads `enable_thinking`: unset means "caption".
+# Jinja's `if` opens no scope, so the `set` holds for the rest of the template.
+_CAPTION_BY_DEFAULT = (
+    "{%- if enable_thinking is not defined -%}{%- set enable_thinking = false -%}{%- endif -%}"
+)
 
 
 class ExportError(ValueError):
@@ -79,8 +89,10 @@ def export_model(
             captioner = load_captioner(
                 artifact, base_model=base_model, merge=True, dtype=torch_dtype, device="cpu"
             )
+            _serving_generation(captioner)
             captioner.model.save_pretrained(staging, safe_serialization=True)
             captioner.family.save_processor(captioner.processor, staging)
+            caption_by_default(staging)
         else:
             shutil.copytree(artifact / metadata.weights, staging, dirs_exist_ok=True)
         provenance = {
@@ -103,3 +115,45 @@ def export_model(
         path.relative_to(output).as_posix() for path in output.rglob("*") if path.is_file()
     )
     return Exported(output, provenance["merged"], files)
+
+
+def _serving_generation(captioner: Any) -> None:
+    """Greedy, stop at the end of turn, at most the caption length evaluation used."""
+    generation = captioner.model.generation_config
+    settings = captioner.metadata.generation
+    generation.do_sample = False
+    generation.num_beams = settings.num_beams
+    generation.max_new_tokens = settings.max_new_tokens
+    generation.eos_token_id = captioner.family.end_of_turn_id(captioner.processor)
+    generation.pad_token_id = captioner.processor.tokenizer.pad_token_id
+    for sampling_only in ("temperature", "top_p", "top_k"):
+        setattr(generation, sampling_only, None)
+
+
+def caption_by_default(folder: Path) -> list[str]:
+    """Make every chat template in `folder` caption unless a client asks for thinking.
+
+    Returns the files changed. A template that never reads `enable_thinking` is left as is.
+    """
+    changed: list[str] = []
+
+    def patched(template: str) -> str | None:
+        if "enable_thinking" not in template or template.startswith(_CAPTION_BY_DEFAULT):
+            return None
+        return _CAPTION_BY_DEFAULT + template
+
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file() and (new := patched(jinja.read_text())) is not None:
+        jinja.write_text(new)
+        changed.append(jinja.name)
+    for name in ("chat_template.json", "tokenizer_config.json", "processor_config.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        template = data.get("chat_template")
+        if isinstance(template, str) and (new := patched(template)) is not None:
+            data["chat_template"] = new
+            path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            changed.append(name)
+    return changed

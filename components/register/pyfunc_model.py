@@ -274,15 +274,30 @@ def save_pyfunc(
     pip_requirements: list[str],
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the pyfunc model folder to `output` (MLflow loads and checks the input example)."""
-    mlflow.pyfunc.save_model(
-        path=str(output),
-        python_model=CaptionerModel(),
-        artifacts={ARTIFACT_KEY: str(artifact)},
-        signature=signature(),
-        input_example=input_example(),
-        pip_requirements=pip_requirements,
-        model_config=config.to_model_config(),
-        metadata=metadata,
-    )
+    """Write the pyfunc model folder to `output` (MLflow loads and checks the input example).
+
+    The model carries the `components` package (`code_paths`), so `mlflow models serve`
+    runs it in any environment built from its requirements, without uicap installed.
+    """
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="uicap-code-") as scratch:
+        code = Path(scratch) / "components"
+        shutil.copytree(
+            Path(__file__).resolve().parents[1],
+            code,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+        mlflow.pyfunc.save_model(
+            path=str(output),
+            python_model=CaptionerModel(),
+            artifacts={ARTIFACT_KEY: str(artifact)},
+            signature=signature(),
+            input_example=input_example(),
+            pip_requirements=pip_requirements,
+            code_paths=[str(code)],
+            model_config=config.to_model_config(),
+            metadata=metadata,
+        )
     return output

@@ -53,15 +53,25 @@ DESCRIPTION = (
     "UI-element captioner: a screenshot with one element outlined in magenta, plus its type, "
     "text and surrounding HTML, in; one sentence saying what acting on it does, out."
 )
-# Packages the pyfunc model imports; versions as installed where it was registered.
+# What the pyfunc model imports when it loads and predicts, besides the `components`
+# package it carries (`code_paths`); versions as installed where it was registered. No
+# index has `uicap`, so the model never asks for it.
 SERVING_PACKAGES = (
+    "mlflow",
     "torch",
     "torchvision",
     "transformers",
+    "tokenizers",
+    "huggingface_hub",
+    "safetensors",
     "peft",
     "accelerate",
+    "jinja2",
     "pillow",
+    "numpy",
     "pandas",
+    "pydantic",
+    "pyyaml",
 )
 
 Progress = Callable[[str], None]
@@ -144,8 +154,8 @@ def _installed(package: str) -> str | None:
 
 
 def pip_requirements() -> list[str]:
-    """What serving must install: this package and the libraries the pyfunc model imports."""
-    pinned = [f"uicap=={_installed('uicap') or '0'}", f"mlflow=={_installed('mlflow')}"]
+    """What serving must install: the libraries the pyfunc model and its code import."""
+    pinned = []
     for package in SERVING_PACKAGES:
         found = _installed(package)
         pinned.append(f"{package}=={found}" if found else package)

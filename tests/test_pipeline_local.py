@@ -98,6 +98,7 @@ def _script_dataset(path: Path) -> Path:
 # CI keeps the work folder (`.ci/run` sets it), so `make serving-check` serves the champion
 # these runs trained instead of training another.
 KEEP_WORKDIR = "UICAP_PIPELINE_TEST_DIR"
+KEPT_MARKER = ".uicap-pipeline-test"  # only a folder this fixture made is ever emptied
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +106,12 @@ def workdir(local_profile, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A work folder holding the session's warmed base and sample data, nothing else."""
     kept = os.environ.get(KEEP_WORKDIR)
     if kept:
-        shutil.rmtree(kept, ignore_errors=True)
-        Path(kept).mkdir(parents=True)
+        if Path(kept).exists() and any(Path(kept).iterdir()):
+            if not (Path(kept) / KEPT_MARKER).is_file():
+                pytest.fail(f"${KEEP_WORKDIR}={kept} is not empty and was not made by this test")
+            shutil.rmtree(kept)
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        (Path(kept) / KEPT_MARKER).touch()
     root = Path(kept) if kept else tmp_path_factory.mktemp("uicap-run")
     folder = root / "work"
     source = Path(local_profile.settings.workdir)

@@ -251,6 +251,7 @@ def test_export_writes_merged_weights_that_caption_the_same(
     assert merged == served["captions"]
 
 
+@pytest.mark.parametrize("tracking", ["sqlite"], indirect=True)
 def test_the_export_captions_with_no_arguments_as_uicap_does(
     champion: Registry, tracking: Tracking, served: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -285,6 +286,7 @@ def test_the_export_captions_with_no_arguments_as_uicap_does(
     metadata = served["captioner"].metadata.generation
     assert config["eos_token_id"] == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert config["do_sample"] is False and config["max_new_tokens"] == metadata.max_new_tokens
+    assert config["temperature"] == 0.0  # vLLM reads no do_sample: greedy needs this
 
     # Plain transformers, no uicap code and no generation arguments: uicap's captions.
     model = AutoModelForImageTextToText.from_pretrained(output, local_files_only=True).eval()
@@ -353,6 +355,7 @@ def test_mlflow_models_serve_runs_the_champion_where_uicap_is_not_installed(
     champion: Registry, tracking: Tracking, served: dict[str, Any], tmp_path: Path
 ) -> None:
     import os
+    import signal
     import socket
     import subprocess
     import sys
@@ -411,7 +414,8 @@ def test_mlflow_models_serve_runs_the_champion_where_uicap_is_not_installed(
                 if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
                     break
             except requests.ConnectionError:
-                time.sleep(1)
+                pass
+            time.sleep(1)
         answer = requests.post(
             f"http://127.0.0.1:{port}/invocations",
             json={"dataframe_split": inputs.to_dict(orient="split")},
@@ -420,6 +424,10 @@ def test_mlflow_models_serve_runs_the_champion_where_uicap_is_not_installed(
         assert answer.ok, answer.text
         got = [row["caption"] for row in answer.json()["predictions"]]
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
     assert got == expected

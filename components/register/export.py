@@ -92,6 +92,7 @@ def export_model(
             _serving_generation(captioner)
             captioner.model.save_pretrained(staging, safe_serialization=True)
             captioner.family.save_processor(captioner.processor, staging)
+            greedy_for_servers(staging)
             caption_by_default(staging)
         else:
             shutil.copytree(artifact / metadata.weights, staging, dirs_exist_ok=True)
@@ -128,6 +129,15 @@ def _serving_generation(captioner: Any) -> None:
     generation.pad_token_id = captioner.processor.tokenizer.pad_token_id
     for sampling_only in ("temperature", "top_p", "top_k"):
         setattr(generation, sampling_only, None)
+
+
+def greedy_for_servers(folder: Path) -> None:
+    """vLLM reads no `do_sample`: its default temperature (1.0) samples unless the
+    generation config says 0. transformers only notes the flag as unused in greedy mode."""
+    path = folder / "generation_config.json"
+    config = json.loads(path.read_text())
+    config["temperature"] = 0.0
+    path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def caption_by_default(folder: Path) -> list[str]:

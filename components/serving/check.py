@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import mimetypes
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -100,10 +101,10 @@ def server_captions(
     base_url: str,
     served_name: str,
     records: Sequence[PreparedRecord],
-    max_tokens: int,
     progress: Progress = lambda _: None,
 ) -> dict[str, str]:
-    """Greedy captions from an OpenAI-compatible server, one request per record."""
+    """A server's captions, one request per record, with no sampling or length arguments:
+    greedy decoding and the caption's length must come from the export itself."""
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{base_url}/v1", api_key="unused", timeout=300.0, max_retries=0)
@@ -112,8 +113,6 @@ def server_captions(
         answer = client.chat.completions.create(
             model=served_name,
             messages=chat_messages(record),  # type: ignore[arg-type]
-            temperature=0.0,
-            max_tokens=max_tokens,
         )
         captions[record.id] = (answer.choices[0].message.content or "").strip()
         if index % 20 == 0 or index == len(records):
@@ -122,7 +121,11 @@ def server_captions(
 
 
 def uicap_captions(
-    artifact: Path, records: Sequence[PreparedRecord], max_new_tokens: int, batch_size: int = 8
+    artifact: Path,
+    records: Sequence[PreparedRecord],
+    max_new_tokens: int,
+    device: str = "cpu",
+    batch_size: int = 8,
 ) -> tuple[dict[str, str], Any]:
     """uicap's own captions, in bf16 as served, through the path evaluation uses."""
     import torch
@@ -130,7 +133,7 @@ def uicap_captions(
     from components.captioner.artifact import load_captioner
     from components.evaluate.generation import Captioning, generate_captions
 
-    captioner = load_captioner(artifact, dtype=torch.bfloat16, device="cpu")
+    captioner = load_captioner(artifact, dtype=torch.bfloat16, device=device)
     captioning = Captioning(captioner.family, captioner.model, captioner.processor)
     run = generate_captions(
         captioning, records, batch_size=batch_size, max_new_tokens=max_new_tokens
@@ -147,6 +150,7 @@ def run_serving_check(
     data: Path | None = None,
     search_roots: Sequence[Path] = (),
     max_records: int = 0,
+    min_records: int = 1,
     max_model_len: int = 4096,
     cpu: bool = True,
     start_timeout_s: float = 600.0,
@@ -158,9 +162,11 @@ def run_serving_check(
     """
     from components.evaluate.models import ModelReferenceError, resolve_model
     from components.register.export import export_model
-    from components.serving.vllm_server import free_port, serve_command, vllm_server
+    from components.serving.vllm_server import SERVED_NAME, free_port, serve_command, vllm_server
 
     output = Path(output)
+    # A previous run's captions must not pass for this run's.
+    (output / CAPTIONS_FILE).unlink(missing_ok=True)
     artifact_dir = output / "artifact"
     shutil.rmtree(artifact_dir, ignore_errors=True)
     try:
@@ -178,6 +184,10 @@ def run_serving_check(
     records = read_split(Path(data), "test")
     if max_records:
         records = records[:max_records]
+    if len(records) < min_records:
+        raise ServingCheckError(
+            f"{data}: {len(records)} test records to send, fewer than the {min_records} asked for"
+        )
     progress(f"{len(records)} test records from {data}")
 
     artifact = Path(resolved.location)
@@ -187,7 +197,7 @@ def run_serving_check(
 
     max_tokens = resolved.metadata.generation.max_new_tokens
     started = time.perf_counter()
-    ours, tokenizer = uicap_captions(artifact, records, max_tokens)
+    ours, tokenizer = uicap_captions(artifact, records, max_tokens, "cpu" if cpu else "cuda")
     ours_s = time.perf_counter() - started
     progress(f"uicap captioned {len(ours)} records in {ours_s:.1f}s")
 
@@ -198,18 +208,17 @@ def run_serving_check(
         port,
         max_model_len=max_model_len,
         cpu=cpu,
-        served_name="ui-element-captioner",
+        served_name=SERVED_NAME,
     )
-    env = {"VLLM_CPU_KVCACHE_SPACE": "1"} if cpu else {}
+    # 1 GiB of KV cache is plenty for one tiny model; a value set by the caller wins.
+    env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")} if cpu else {}
     progress(f"starting vLLM's OpenAI server ({' '.join(command[:3])}) ...")
     with vllm_server(
         command, port, output / "vllm.log", start_timeout_s=start_timeout_s, env=env
     ) as server:
         progress(f"vLLM answered on {server.base_url} after {server.started_in:.0f}s")
         started = time.perf_counter()
-        theirs = server_captions(
-            server.base_url, server.served_name, records, max_tokens, progress=progress
-        )
+        theirs = server_captions(server.base_url, server.served_name, records, progress=progress)
         theirs_s = time.perf_counter() - started
 
     def tokenize(text: str) -> list[int]:

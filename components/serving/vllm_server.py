@@ -93,16 +93,24 @@ def _healthy(base_url: str) -> bool:
 
 
 def _stop(process: subprocess.Popen[bytes], grace_s: float) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
+    """SIGTERM to the whole group (the engine and workers too, even when the leader has
+    died), then SIGKILL to whatever is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:
+            # The leader is gone; its children get the rest of the grace, then SIGKILL.
+            time.sleep(min(grace_s, 2.0))
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @contextmanager
@@ -119,15 +127,19 @@ def vllm_server(
     log.parent.mkdir(parents=True, exist_ok=True)
     base_url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            list(command),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
+    # The server has its own session, so a SIGTERM to us (a CI timeout) would not reach
+    # it: turn it into an exit that runs the `finally` below.
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                list(command),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
         try:
             while not _healthy(base_url):
                 if process.poll() is not None:
@@ -144,3 +156,5 @@ def vllm_server(
             yield RunningServer(base_url, served_name, log, time.monotonic() - started)
         finally:
             _stop(process, grace_s=30.0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

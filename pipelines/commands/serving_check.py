@@ -42,6 +42,7 @@ def serving_check(
         typer.Option(
             help="Prepared folder whose test split to send (default: the one the "
             "version was evaluated on, found under the pipeline root).",
+            exists=True,
             file_okay=False,
         ),
     ] = None,
@@ -65,10 +66,19 @@ def serving_check(
 ) -> None:
     """Export in bf16, serve with `vllm serve` on loopback, send the test split through the
     OpenAI chat API, and compare with uicap's own captions. Last line: JSON figures."""
+    from mlflow.exceptions import MlflowException
+
+    from components.register.client import describe_error
     from components.serving.check import ServingCheckError, run_serving_check
     from components.serving.vllm_server import ServerError
     from pipelines.commands.models import settings_for
 
+    try:
+        import openai
+    except ImportError:
+        raise fail(
+            "the client side needs the openai package: pip install -e '.[serving]'", code=2
+        ) from None
     _quiet_libraries()
     settings = settings_for(profile, overrides)
     reference = model or f"models:/{settings.registry.model_name}@champion"
@@ -87,11 +97,16 @@ def serving_check(
                 data=data,
                 search_roots=[Path(settings.pipeline_root)],
                 max_records=records,
+                min_records=min_records,
                 cpu=not gpu,
                 progress=typer.echo,
             )
-    except (ServingCheckError, ServerError, ValueError) as error:
+    except (ServingCheckError, ServerError, ValueError, OSError) as error:
         raise fail(f"serving check failed: {error}") from None
+    except openai.APIError as error:
+        raise fail(f"serving check failed: the server answered {error}") from None
+    except MlflowException as error:
+        raise fail(f"serving check failed: {describe_error(error)}") from None
     found = check.agreement
     for disagreement in found.disagreements[:5]:
         typer.echo(
@@ -104,7 +119,5 @@ def serving_check(
         f"captions side by side in {target / 'captions.json'}"
     )
     typer.echo(json.dumps(check.summary()))
-    if found.records < min_records:
-        raise fail(f"only {found.records} records (need {min_records})")
     if found.agreement < min_agreement:
         raise fail(f"agreement {found.agreement:.3f} < {min_agreement}")

@@ -1,7 +1,7 @@
 """Evaluation throughput: captions one record at a time vs batched, and the time to score.
 
 Generates the UI sample (600 records), ingests and prepares it as the local profile does
-(448 px images, 128-token HTML budget), builds the tiny MiniCPM-V 4.6 from its text, then
+(224 px images, 128-token HTML budget), builds the tiny MiniCPM-V 4.6 from its text, then
 captions the prepared test split with that model through `generate_captions`:
 1. `one_at_a_time`: one record per `generate` call, the seed's chat-loop style;
 2. `batched`: batches of 16, longest prompt first, left padding, KV cache.

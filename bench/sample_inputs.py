@@ -1,5 +1,5 @@
 """The inputs the model benches share: the UI sample, ingested and prepared as the local
-profile does (448 px, 128 HTML tokens), and a tiny MiniCPM-V 4.6 built from its text."""
+profile does (224 px, 128 HTML tokens), and a tiny MiniCPM-V 4.6 built from its text."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def build_inputs(root: Path, records: int) -> tuple[Path, Path]:
     write_sample_dataset(root / "sample", kind="ui", records=records, seed=0)
     ingest(str(root / "sample"), root / "ingested")
     build_tiny_model(root / "base", corpus_from_dataset(root / "sample"))
-    config = PrepareConfig(max_image_side=448, html_budget_tokens=128, workers=2)
+    config = PrepareConfig(max_image_side=224, html_budget_tokens=128, workers=2)
     tokenizer = BaseTokenizer(str(root / "base"))
     prepare(root / "ingested", root / "prepared", config, tokenizer=tokenizer)
     return root / "prepared", root / "base"

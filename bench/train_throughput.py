@@ -1,6 +1,6 @@
 """Training throughput: the `uicap train` recipe vs TRL's SFTTrainer, same model, data and samples.
 
-Builds the UI sample, ingests and prepares it (448 px images, as the local profile does),
+Builds the UI sample, ingests and prepares it (224 px images, as the local profile does),
 builds the tiny MiniCPM-V 4.6 from its text, then trains LoRA adapters twice, each arm in
 its own process (so peak RSS is its own):
 1. `uicap`: the recipe of `uicap train` with its defaults (length-grouped batches; on a

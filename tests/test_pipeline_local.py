@@ -141,8 +141,10 @@ def same_records(workdir: Path, second) -> tuple[subprocess.CompletedProcess[str
 
 @pytest.fixture(scope="module")
 def third(workdir: Path, same_records) -> tuple[subprocess.CompletedProcess[str], Outcome]:
+    """New records: it retrains and gates against the champion (one epoch is enough to
+    check that path; the champion stays the first run's unless this one beats it)."""
     dataset = _script_dataset(workdir.parent / "new-data")
-    return _uicap_run(workdir, "--dataset", str(dataset))
+    return _uicap_run(workdir, "--dataset", str(dataset), "--set", "train.schedule.epochs=1")
 
 
 def test_first_run_promotes_a_champion_and_says_so(workdir: Path, first) -> None:

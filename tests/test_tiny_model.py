@@ -53,6 +53,28 @@ def test_minicpmv4_6_is_the_production_class(tiny_models: dict[str, Path]) -> No
     assert len(processor.tokenizer.tokenize(" notifications")) <= 2
 
 
+def test_the_local_base_slices_large_screenshots_as_minicpm_v_does(
+    tiny_models: dict[str, Path],
+) -> None:
+    """The local profile's screenshots (224 px: the base's slice side) are one slice; a
+    larger one is sliced, up to 9, so `prepare.max_image_side=1344` costs what it should."""
+    from pipelines.settings import load_settings
+
+    family = get_family("minicpmv4_6")
+    processor = AutoProcessor.from_pretrained(tiny_models["minicpmv4_6"], local_files_only=True)
+
+    def image_tokens(size: tuple[int, int]) -> int:
+        turn = Turn("t", Image.new("RGB", size, (30, 120, 200)), "What does it do?")
+        ids = family.encode(processor, turn, 4096).input_ids
+        return sum(token == processor.image_token_id for token in ids)
+
+    side = load_settings("local").prepare.max_image_side
+    local = image_tokens((side, side * 5 // 8))
+    medium, large = image_tokens((448, 280)), image_tokens((1344, 840))
+    assert (local, medium, large) == (15, 47, 143)
+    assert large >= 2 * medium
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_default_lora_targets_are_every_text_linear_and_nothing_else(
     tiny_models: dict[str, Path], family: str

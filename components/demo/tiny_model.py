@@ -88,8 +88,10 @@ class TinySize:
     head_dim: int | None = None
     # MiniCPM-V 4.6 (Qwen3.5): one full-attention layer per this many, the rest linear.
     full_attention_interval: int = 2
-    # MiniCPM-V 4.6's image slicing: up to this many slices of `image_side` (1: off).
-    max_slices: int = 1
+    # MiniCPM-V 4.6's image slicing: up to this many slices of `image_side` (1: off). The
+    # real processor's maximum: a screenshot larger than one slice costs more image tokens,
+    # as on the H100 (the local profile prepares at `image_side`, one slice per record).
+    max_slices: int = 9
 
     @property
     def text_head_dim(self) -> int:
@@ -105,7 +107,6 @@ PRODUCTION_SHAPE = TinySize(
     vision_hidden_size=128,
     vision_heads=2,
     image_side=448,
-    max_slices=9,
 )
 SHAPES = {"small": TinySize(), "production": PRODUCTION_SHAPE}
 

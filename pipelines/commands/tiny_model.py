@@ -25,8 +25,8 @@ def tiny_model(
     shape: Annotated[
         str,
         typer.Option(
-            help="small (the local profile's) | production (minicpmv4_6: the real layer "
-            "pattern, 64-wide heads, 448 px slices up to 9)"
+            help="small (the local profile's: 224 px slices up to 9) | production (minicpmv4_6: "
+            "the real layer pattern, 64-wide heads, 448 px slices up to 9)"
         ),
     ] = "small",
 ) -> None:

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from components.demo.samples.png import png_bytes
 
 SCENE_SIZE = (320, 240)
-DEFAULT_GENERAL_RECORDS = 120
+DEFAULT_GENERAL_RECORDS = 200
 GENERAL_COLUMNS = ("external_id", "image", "caption")
 
 COLOURS = {

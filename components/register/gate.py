@@ -11,7 +11,10 @@ stored evaluation at any time. The candidate passes only if every check holds:
 - the lower bound of the bootstrap CI of that gain is above 0 (when required): a gain
   that could be noise is no gain;
 - no guard falls below the baseline by more than its tolerance: semantic similarity and
-  answer-format compliance on the test split, and the general holdout (forgetting);
+  answer-format compliance on the test split, and the general holdout (forgetting). With
+  `require_guard_fall_significant` (the default) such a fall rejects only when the
+  guard's bootstrap interval lies below zero too, so noise alone never decides; the
+  check's detail says when a fall was let through as noise, and with which interval;
 - the candidate's captions depend on its input: their distinct share is not more than
   the tolerance below the references' on the same records, and no caption takes more
   than the tolerance above the references' commonest share. This guard compares with
@@ -130,14 +133,27 @@ def _primary_checks(view: Evaluation, gate: GateConfig) -> list[Check]:
     return checks
 
 
-def _baseline_guard(name: str, result: GuardResult, tolerance: float) -> Check:
-    held = result.delta + tolerance + EPSILON >= 0
+def _baseline_guard(
+    name: str, result: GuardResult, tolerance: float, gate: GateConfig, level: float
+) -> Check:
+    within = result.delta + tolerance + EPSILON >= 0
+    significant = result.ci_high < 0
     change = "fell" if result.delta < 0 else "rose"
+    interval = f"its {level:.0%} CI [{result.ci_low:+.4f}, {result.ci_high:+.4f}]"
+    if within:
+        verdict = f"with {interval}"
+    elif significant:
+        verdict = f"beyond it, and {interval} lies below 0"
+    elif gate.require_guard_fall_significant:
+        verdict = f"beyond it, but {interval} contains 0: noise could explain the fall"
+    else:
+        verdict = f"beyond it; {interval} contains 0, but the gate decides on the fall alone"
+    held = within or (gate.require_guard_fall_significant and not significant)
     return Check(
         f"guard.{name}",
         held,
         f"{GUARD_LABELS[name]} {change} by {abs(result.delta):.4f} ({result.baseline:.4f} -> "
-        f"{result.candidate:.4f}); the tolerance is {tolerance:.4f}",
+        f"{result.candidate:.4f}); the tolerance is {tolerance:.4f}, {verdict}",
     )
 
 
@@ -158,6 +174,8 @@ def _diversity_guard(result: DiversityGuard, tolerance: float) -> Check:
 
 
 def _guard_checks(view: Evaluation, gate: GateConfig) -> list[Check]:
+    primary = view.comparison.get(gate.primary_metric)
+    level = gate.ci_level if primary is None else primary.confidence
     checks = []
     for name in GUARDS:
         tolerance = float(getattr(gate.tolerances, name))
@@ -174,7 +192,7 @@ def _guard_checks(view: Evaluation, gate: GateConfig) -> list[Check]:
         elif isinstance(result, DiversityGuard):
             checks.append(_diversity_guard(result, tolerance))
         else:
-            checks.append(_baseline_guard(name, result, tolerance))
+            checks.append(_baseline_guard(name, result, tolerance, gate, level))
     return checks
 
 

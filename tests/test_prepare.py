@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import datasets
@@ -359,6 +363,61 @@ def test_two_workers_write_the_same_output_as_one(
     budget = PrepareConfig(max_image_side=256, html_budget_tokens=5)
     changed = prepare(ingested, tmp_path / "three", budget, tokenizer=html_tokenizer)
     assert changed.fingerprint != one.fingerprint
+
+
+# Renders four records with N workers in a fresh interpreter (multiprocessing keeps its
+# temp folder per process) and prints the start method and the PNG digests.
+_RENDER_SCRIPT = textwrap.dedent(
+    """
+    import io, json, sys
+    from pathlib import Path
+    from PIL import Image
+    from components.prepare.render import RecordJob, RenderSettings, ScreenJob
+    from components.prepare.render import render_all, worker_context
+
+    image = io.BytesIO()
+    Image.new("RGB", (96, 60), "white").save(image, format="PNG")
+    jobs = [
+        ScreenJob(image.getvalue(), (RecordJob(i, (4, 4, 20 + i, 12), f"{i}.png", "click",
+                                               "button", "OK", "<button>OK</button>"),))
+        for i in range(4)
+    ]
+    out = Path(sys.argv[1])
+    out.mkdir()
+    done = render_all(jobs, RenderSettings(out, None, 64), workers=int(sys.argv[2]))
+    print(worker_context().get_start_method())
+    print(json.dumps([done[i].png_sha256 for i in range(4)]))
+    """
+)
+
+
+def _render_in_a_fresh_process(temp: Path, output: Path, workers: int) -> list[str]:
+    env = {**os.environ, "TMPDIR": str(temp)}
+    done = subprocess.run(
+        [sys.executable, "-c", _RENDER_SCRIPT, str(output), str(workers)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[1],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split("\n")[:2]
+
+
+def test_workers_render_under_a_temp_folder_too_deep_for_a_unix_socket(tmp_path: Path) -> None:
+    # kfp.local and `make run` put TMPDIR in the work folder; a forkserver's socket path
+    # there can pass the 107 bytes a Unix socket allows ("AF_UNIX path too long").
+    deep = tmp_path / ("d" * 60) / ("e" * 40)
+    deep.mkdir(parents=True)
+    shallow = Path("/tmp")
+    method, digests = _render_in_a_fresh_process(deep, tmp_path / "deep", workers=2)
+    assert method == "spawn"
+    short_method, short_digests = _render_in_a_fresh_process(shallow, tmp_path / "short", 2)
+    assert short_method == "forkserver"
+    _, one_worker = _render_in_a_fresh_process(shallow, tmp_path / "one", workers=1)
+    assert digests == short_digests == one_worker
+    assert len(set(json.loads(digests))) == 4
 
 
 def test_the_same_records_and_settings_reuse_the_stored_output(

@@ -9,15 +9,21 @@ Where the time goes, and what this module does about it:
   their PNGs straight into the output folder; only small results come back.
 Workers come from a `forkserver` that has imported this module once: safe next to the
 progress bar's thread (unlike fork), without each worker paying the imports (unlike
-spawn). At most a few screens per worker are in flight, so memory stays flat on large
-datasets.
+spawn). The forkserver listens on a Unix socket in multiprocessing's temp folder, and
+such a path has at most 107 bytes: under a deeper TMPDIR (`make run` and kfp.local put
+it in the work folder) workers are spawned instead. At most a few screens per worker are
+in flight, so memory stays flat on large datasets.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import multiprocessing
+import multiprocessing.context
+import multiprocessing.util
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -31,6 +37,11 @@ from components.prepare.token_count import BaseTokenizer, HtmlTokens, html_count
 
 PNG_COMPRESS_LEVEL = 1
 TASKS_PER_WORKER = 4
+# sun_path holds 108 bytes with the NUL; the forkserver names its socket listener-XXXXXXXX.
+SOCKET_PATH_MAX = 107
+LISTENER_NAME_BYTES = len("/listener-") + 8
+
+log = logging.getLogger("uicap.prepare")
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,22 @@ def render_all(
     return results
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """A forkserver when its socket's path fits in sun_path, else spawn."""
+    folder = multiprocessing.util.get_temp_dir()
+    if len(os.fsencode(folder)) + LISTENER_NAME_BYTES <= SOCKET_PATH_MAX:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    log.info(
+        "prepare workers are spawned, not forked from a server: the temp folder %s is too "
+        "deep for a Unix socket's %d-byte path",
+        folder,
+        SOCKET_PATH_MAX,
+    )
+    return multiprocessing.get_context("spawn")
+
+
 def _run(
     jobs: Iterable[ScreenJob], settings: RenderSettings, workers: int
 ) -> Iterator[list[RenderedRecord]]:
@@ -123,8 +150,7 @@ def _run(
         for job in jobs:
             yield render_screen(job, settings)
         return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context = worker_context()
     window = workers * TASKS_PER_WORKER
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: set[Future[list[RenderedRecord]]] = set()

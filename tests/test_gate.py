@@ -83,6 +83,9 @@ def test_a_clear_gain_with_no_regression_passes() -> None:
     assert decision.evaluated_champion == "3"
     assert any("CIDEr gain over the champion is +0.1000" in reason for reason in decision.reasons)
     assert all(check.passed for check in decision.checks)
+    assert "semantic similarity did not change (0.7000 -> 0.7000); the tolerance is " in (
+        " ".join(decision.reasons)
+    )
 
 
 def test_gain_below_the_absolute_margin_is_rejected() -> None:

@@ -138,7 +138,10 @@ def _baseline_guard(
 ) -> Check:
     within = result.delta + tolerance + EPSILON >= 0
     significant = result.ci_high < 0
-    change = "fell" if result.delta < 0 else "rose"
+    if abs(result.delta) <= EPSILON:
+        change = "did not change"
+    else:
+        change = f"{'fell' if result.delta < 0 else 'rose'} by {abs(result.delta):.4f}"
     interval = f"its {level:.0%} CI [{result.ci_low:+.4f}, {result.ci_high:+.4f}]"
     if within:
         verdict = f"with {interval}"
@@ -152,7 +155,7 @@ def _baseline_guard(
     return Check(
         f"guard.{name}",
         held,
-        f"{GUARD_LABELS[name]} {change} by {abs(result.delta):.4f} ({result.baseline:.4f} -> "
+        f"{GUARD_LABELS[name]} {change} ({result.baseline:.4f} -> "
         f"{result.candidate:.4f}); the tolerance is {tolerance:.4f}, {verdict}",
     )
 

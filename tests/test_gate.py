@@ -138,6 +138,7 @@ def test_each_guard_rejects_a_regression_beyond_its_tolerance(name: str, toleran
     at_limit = with_guard(name, 0.8 - tolerance, 0.8)
     assert gated(at_limit).passed, "a drop of exactly the tolerance is allowed"
     beyond = with_guard(name, 0.8 - tolerance - 0.001, 0.8)
+    beyond["guards"][name].update(ci_low=-tolerance - 0.03, ci_high=-tolerance / 2)
     decision = gated(beyond)
     assert [c.name for c in decision.checks if not c.passed] == [f"guard.{name}"]
     assert f"the tolerance is {tolerance:.4f}, beyond it, and its 95% CI" in decision.reasons[0]

@@ -37,7 +37,8 @@ from components.prepare.token_count import BaseTokenizer, HtmlTokens, html_count
 
 PNG_COMPRESS_LEVEL = 1
 TASKS_PER_WORKER = 4
-# sun_path holds 108 bytes with the NUL; the forkserver names its socket listener-XXXXXXXX.
+# Linux's sun_path holds 108 bytes with the NUL (macOS's 104); the forkserver names its
+# socket listener-XXXXXXXX.
 SOCKET_PATH_MAX = 107
 LISTENER_NAME_BYTES = len("/listener-") + 8
 

@@ -19,7 +19,11 @@ class _Frozen(StepConfig):
 
 
 class GuardTolerances(_Frozen):
-    """How far each guard metric may fall below the champion's (absolute, metric units)."""
+    """How far each guard metric may fall below the champion's (absolute, metric units).
+
+    A fall beyond the tolerance rejects when the guard's interval lies below zero too,
+    unless `GateConfig.require_guard_fall_significant` is off.
+    """
 
     semantic_similarity: float = Field(0.01, ge=0)
     format_compliance: float = Field(0.02, ge=0)

@@ -142,15 +142,21 @@ def _baseline_guard(
         change = "did not change"
     else:
         change = f"{'fell' if result.delta < 0 else 'rose'} by {abs(result.delta):.4f}"
-    interval = f"its {level:.0%} CI [{result.ci_low:+.4f}, {result.ci_high:+.4f}]"
-    if within:
-        verdict = f"with {interval}"
+    if result.ci_low > 0:
+        where = "lies above 0"
     elif significant:
-        verdict = f"beyond it, and {interval} lies below 0"
-    elif gate.require_guard_fall_significant:
-        verdict = f"beyond it, but {interval} contains 0: noise could explain the fall"
+        where = "lies below 0"
     else:
-        verdict = f"beyond it; {interval} contains 0, but the gate decides on the fall alone"
+        where = "contains 0"
+    interval = f"its {level:.0%} CI [{result.ci_low:+.4f}, {result.ci_high:+.4f}] {where}"
+    if within:
+        verdict = f"within it, and {interval}"
+    elif significant:
+        verdict = f"beyond it, and {interval}"
+    elif gate.require_guard_fall_significant:
+        verdict = f"beyond it, but {interval}: noise could explain the fall"
+    else:
+        verdict = f"beyond it; {interval}, but the gate decides on the fall alone"
     held = within or (gate.require_guard_fall_significant and not significant)
     return Check(
         f"guard.{name}",

@@ -17,7 +17,8 @@ in anything that makes their scores incomparable (baseline, data, scoring, decod
 
 The intervals here come from per-record CIDEr (whose mean is the corpus CIDEr-D);
 evaluation.json's own CIDEr intervals also recompute document frequencies per resample,
-so the two can differ slightly in width.
+so the two can differ slightly in width. The gate's guards read these intervals too: a
+fall beyond a tolerance rejects only when its interval lies below zero.
 """
 
 from __future__ import annotations

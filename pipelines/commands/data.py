@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.commands.logs import configure_logging
+
 if TYPE_CHECKING:
     from components.ingest import IngestManifest
     from components.prepare.config import PrepareConfig
@@ -161,6 +163,7 @@ def prepare(
     from components.prepare import prepare as prepare_dataset
     from components.prepare.token_count import BaseTokenizer
 
+    configure_logging()
     try:
         config = prepare_config(max_image_side, html_budget, split, seed, workers, html_tokens)
         base = BaseTokenizer(tokenizer, tokenizer_revision) if tokenizer else None

@@ -142,27 +142,22 @@ def _baseline_guard(
         change = "did not change"
     else:
         change = f"{'fell' if result.delta < 0 else 'rose'} by {abs(result.delta):.4f}"
-    if result.ci_low > 0:
-        where = "lies above 0"
-    elif significant:
-        where = "lies below 0"
-    else:
-        where = "contains 0"
-    interval = f"its {level:.0%} CI [{result.ci_low:+.4f}, {result.ci_high:+.4f}] {where}"
+    where = "lies above 0" if result.ci_low > 0 else "contains 0"
     if within:
-        verdict = f"within it, and {interval}"
+        verdict = ""
     elif significant:
-        verdict = f"beyond it, and {interval}"
+        verdict = ", and the CI lies below 0"
     elif gate.require_guard_fall_significant:
-        verdict = f"beyond it, but {interval}: noise could explain the fall"
+        verdict = f", but the CI {where}: noise could explain the fall"
     else:
-        verdict = f"beyond it; {interval}, but the gate decides on the fall alone"
+        verdict = f"; the CI {where}, but the gate decides on the fall alone"
     held = within or (gate.require_guard_fall_significant and not significant)
     return Check(
         f"guard.{name}",
         held,
-        f"{GUARD_LABELS[name]} {change} ({result.baseline:.4f} -> "
-        f"{result.candidate:.4f}); the tolerance is {tolerance:.4f}, {verdict}",
+        f"{GUARD_LABELS[name]} {change} ({result.baseline:.4f} -> {result.candidate:.4f}), "
+        f"{level:.0%} CI [{result.ci_low:+.4f}, {result.ci_high:+.4f}]; the tolerance is "
+        f"{tolerance:.4f}{verdict}",
     )
 
 

@@ -52,7 +52,7 @@ def register(registry_data: Path) -> Callable[[Registry, Path, str, Evaluation],
 
 
 def test_a_candidate_is_registered_with_its_lineage_scores_and_challenger_alias(
-    registry: Registry, artifacts: list[Path], registry_data: Path, tracking: Tracking
+    registry: Registry, artifacts: list[Path], registry_data: Path, tmp_path: Path
 ) -> None:
     evaluation = evaluation_for(weights_sha(artifacts[0]), 0.6)
     registered = register_candidate(
@@ -82,18 +82,10 @@ def test_a_candidate_is_registered_with_its_lineage_scores_and_challenger_alias(
     # The version's files hold one model artifact that evaluation can resolve by URI.
     from components.evaluate.models import resolve_model
 
-    resolved = resolve_model(
-        f"models:/{registry.model_name}/1", download_dir=tracking_dir(tracking, "download")
-    )
+    resolved = resolve_model(f"models:/{registry.model_name}/1", download_dir=tmp_path / "download")
     assert resolved.kind == "artifact"
     assert resolved.weights_sha256 == weights_sha(artifacts[0])
     assert resolved.registry is not None and resolved.registry.version == "1"
-
-
-def tracking_dir(tracking: Tracking, name: str) -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix=f"uicap-{tracking.kind}-{name}-"))
 
 
 def test_registering_the_same_pipeline_run_again_returns_the_same_version(

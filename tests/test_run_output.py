@@ -68,7 +68,11 @@ def _run(root: Path, name: str, *, fail: bool, console: Console, **options: Any)
     records = root / "runs" / name
     records.mkdir(parents=True)
     display = RunDisplay(console, records, **options)
-    with display.capture():
+    # The runner writes each task's program into `mktemp -d` folders it never removes.
+    scratch = root / "tmp"
+    scratch.mkdir(exist_ok=True)
+    with display.capture(), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(scratch))
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=str(root / "pipeline-root"),

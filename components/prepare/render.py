@@ -38,7 +38,7 @@ from components.prepare.token_count import BaseTokenizer, HtmlTokens, html_count
 PNG_COMPRESS_LEVEL = 1
 TASKS_PER_WORKER = 4
 # Linux's sun_path holds 108 bytes with the NUL (macOS's 104); the forkserver names its
-# socket listener-XXXXXXXX.
+# socket "listener-" and 8 random characters.
 SOCKET_PATH_MAX = 107
 LISTENER_NAME_BYTES = len("/listener-") + 8
 

@@ -79,6 +79,13 @@ class Decision:
         }
 
 
+def _position_of_zero(low: float, high: float) -> str:
+    """Where an interval lies against zero, as a check's detail says it."""
+    if low > 0:
+        return "lies above 0"
+    return "contains 0" if high >= 0 else "lies below 0"
+
+
 def _primary_checks(view: Evaluation, gate: GateConfig) -> list[Check]:
     metric = gate.primary_metric
     checks = [
@@ -116,12 +123,7 @@ def _primary_checks(view: Evaluation, gate: GateConfig) -> list[Check]:
         ),
     ]
     if gate.require_ci_above_zero:
-        if result.ci_low > 0:
-            where = "lies above 0"
-        elif result.ci_high >= 0:
-            where = "contains 0"
-        else:
-            where = "lies below 0"
+        where = _position_of_zero(result.ci_low, result.ci_high)
         checks.append(
             Check(
                 "ci_above_zero",
@@ -142,11 +144,11 @@ def _baseline_guard(
         change = "did not change"
     else:
         change = f"{'fell' if result.delta < 0 else 'rose'} by {abs(result.delta):.4f}"
-    where = "lies above 0" if result.ci_low > 0 else "contains 0"
+    where = _position_of_zero(result.ci_low, result.ci_high)
     if within:
         verdict = ""
     elif significant:
-        verdict = ", and the CI lies below 0"
+        verdict = f", and the CI {where}"
     elif gate.require_guard_fall_significant:
         verdict = f", but the CI {where}: noise could explain the fall"
     else:

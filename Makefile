@@ -3,8 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch is installed first and pinned, so pip never resolves another multi-GB build.
-TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Every Python dependency is pinned with hashes in images/locks/ (`make lock` writes them):
+# dev.txt is what this virtualenv holds; the images install runtime.txt and trainer.txt.
+LOCK_DIR := images/locks
+DEV_LOCK := $(LOCK_DIR)/dev.txt
+# torch is installed first, at the lock's pins, so pip never resolves another multi-GB build.
+TORCH_SPEC ?= $(strip $(shell grep -hoE '^(torch|torchvision)==[^ ]+' $(DEV_LOCK) | tr '\n' ' '))
+UV_SPEC ?= uv==0.13.9
+LOCK_ARGS ?=
 TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH_SPEC)' | md5sum | cut -c1-10)
 INSTALL_STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
@@ -17,7 +23,8 @@ SERVING_STAMP := $(SERVING_VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC) $
 MODEL ?=
 SERVING_ARGS ?=
 
-.PHONY: install run test lint format java kubectl clean help images serving-venv serving-check
+.PHONY: install run test lint format java kubectl clean help images serving-venv serving-check \
+	lock podman run-containers push
 
 help:
 	@echo "make install   create .venv with uicap and its dev/train extras"
@@ -25,6 +32,9 @@ help:
 	@echo "make test      install when needed, then run the test suite"
 	@echo "make lint      ruff check + format check"
 	@echo "make serving-check  serve the local champion with vLLM and compare its captions"
+	@echo "make lock      re-resolve images/locks/ with uv (LOCK_ARGS='--upgrade-package X')"
+	@echo "make images    build the runtime and trainer images with podman; print their sizes"
+	@echo "make run-containers  the local pipeline with every step in its image"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +44,10 @@ $(TORCH_STAMP): | $(PY)
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	rm -f $(VENV)/.torch-* && touch $@
 
-$(INSTALL_STAMP): pyproject.toml $(TORCH_STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,train,serving]'
+# The lock, hash-checked, then uicap itself with nothing resolved beyond it.
+$(INSTALL_STAMP): pyproject.toml $(DEV_LOCK) $(TORCH_STAMP)
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # pycocoevalcap's METEOR and PTB tokenizer run on Java.
@@ -88,29 +100,48 @@ format: install
 clean:
 	rm -rf $(VENV) $(SERVING_VENV) .pytest_cache .ruff_cache *.egg-info
 
-# Container images. The tags are the ones pipelines/profiles/gke.yaml runs
-# (kubernetes.runtime_image, kubernetes.trainer_image); the pins are passed as build
-# arguments and equal the Dockerfiles' defaults (tests/test_images.py checks both).
-DOCKER ?= docker
+# Re-resolves the locks; updating a pin is `make lock LOCK_ARGS='--upgrade-package X'`,
+# then `git diff images/locks`.
+lock: $(PY)
+	$(PY) -m pip install --quiet $(UV_SPEC)
+	UV=$(VENV)/bin/uv bash images/lock.sh $(LOCK_ARGS)
+
+# Container images, built with podman (daemonless; its settings in images/podman/). The
+# tags are the ones pipelines/profiles/gke.yaml runs; images/built.json records what was
+# built (reference, image id, size), and `make push` adds the registry digests.
+CONTAINER_ENGINE ?= podman
+export CONTAINERS_CONF ?= $(abspath images/podman/containers.conf)
 REGISTRY ?= europe-west4-docker.pkg.dev/uicap-ml/uicap
 IMAGE_TAG ?= 0.1.0
-IMAGE_PYTHON_VERSION ?= 3.11
-TORCH_VERSION ?= 2.14.1
-TORCHVISION_VERSION ?= 0.29.1
-TRAINER_BASE_IMAGE ?= pytorch/pytorch:2.14.1-cuda12.6-cudnn9-devel
-DEEPSPEED_VERSION ?= 0.19.8
-FLA_VERSION ?= 0.6.0
-CAUSAL_CONV1D_VERSION ?= 1.7.0
+# local: a Debian base built here with mmdebstrap; official: the Dockerfiles' pinned base.
+IMAGE_BASE ?= local
+# The trainer's CUDA-kernel layer compiles for hours on a laptop: skipped for local bases.
+CUDA_KERNELS ?= $(if $(filter official,$(IMAGE_BASE)),build,skip)
+# Trusted by pip and apt during the build only (a build secret): the host's CA bundle, so
+# a TLS-inspecting proxy works; EXTRA_CA_CERTS= turns it off.
+EXTRA_CA_CERTS ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+IMAGES_FILE ?= images/built.json
+CONTAINER_WORKDIR ?= .uicap-containers
 
-images:
-	$(DOCKER) build -f images/runtime.Dockerfile \
-		--build-arg PYTHON_VERSION=$(IMAGE_PYTHON_VERSION) \
-		--build-arg TORCH_VERSION=$(TORCH_VERSION) \
-		--build-arg TORCHVISION_VERSION=$(TORCHVISION_VERSION) \
-		-t $(REGISTRY)/runtime:$(IMAGE_TAG) .
-	$(DOCKER) build -f images/trainer.Dockerfile \
-		--build-arg BASE_IMAGE=$(TRAINER_BASE_IMAGE) \
-		--build-arg DEEPSPEED_VERSION=$(DEEPSPEED_VERSION) \
-		--build-arg FLA_VERSION=$(FLA_VERSION) \
-		--build-arg CAUSAL_CONV1D_VERSION=$(CAUSAL_CONV1D_VERSION) \
-		-t $(REGISTRY)/trainer:$(IMAGE_TAG) .
+# podman, buildah's runtime (runc: crun refuses hybrid-cgroup hosts) and mmdebstrap.
+podman:
+	@command -v podman >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 || { \
+		apt-get update -qq && apt-get install -y -qq podman buildah runc mmdebstrap uidmap >/dev/null; }
+
+images: podman
+	REGISTRY=$(REGISTRY) IMAGE_TAG=$(IMAGE_TAG) IMAGE_BASE=$(IMAGE_BASE) \
+	CUDA_KERNELS=$(CUDA_KERNELS) EXTRA_CA_CERTS=$(EXTRA_CA_CERTS) IMAGES_FILE=$(IMAGES_FILE) \
+	CONTAINER_ENGINE=$(CONTAINER_ENGINE) bash images/build.sh
+
+# Pushes both images and records their registry digests in images/built.json, which
+# `uicap compile --images images/built.json` turns into digest references.
+push:
+	$(VENV)/bin/python -m pipelines.image_refs push --images $(IMAGES_FILE) --engine $(CONTAINER_ENGINE)
+
+# The same local pipeline, every step in its image through kfp.local's DockerRunner
+# (podman's Docker-compatible socket, or dockerd where DOCKER_HOST names one).
+run-containers: install images
+	mkdir -p $(CONTAINER_WORKDIR)/tmp
+	MLFLOW_DISABLE_TELEMETRY=true TMPDIR=$(abspath $(CONTAINER_WORKDIR))/tmp \
+		$(VENV)/bin/uicap run --runner docker --images $(IMAGES_FILE) \
+		--workdir $(CONTAINER_WORKDIR) $(RUN_ARGS)

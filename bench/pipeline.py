@@ -33,7 +33,9 @@ def step_seconds(records: Path) -> dict[str, float]:
     return {row["step"]: round(row["seconds"], 1) for row in rows}
 
 
-def timed_run(workdir: Path) -> tuple[float, dict[str, float], dict[str, Any]]:
+def timed_run(
+    workdir: Path, extra_args: tuple[str, ...] = ()
+) -> tuple[float, dict[str, float], dict[str, Any]]:
     env = {
         **os.environ,
         "TMPDIR": str(workdir.parent / "tmp"),
@@ -42,7 +44,10 @@ def timed_run(workdir: Path) -> tuple[float, dict[str, float], dict[str, Any]]:
     (workdir.parent / "tmp").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     done = subprocess.run(
-        [UICAP, "run", "--workdir", str(workdir)], capture_output=True, text=True, env=env
+        [UICAP, "run", "--workdir", str(workdir), *extra_args],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     seconds = time.perf_counter() - start
     if done.returncode != 0:

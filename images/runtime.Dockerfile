@@ -1,62 +1,57 @@
-# The CPU image every pipeline step runs in except train: Python, uicap, and Java for
-# pycocoevalcap's METEOR scorer and PTB tokenizer. Build from the repository root:
-#   docker build -f images/runtime.Dockerfile -t <registry>/runtime:<tag> .
-# (`make images` does this with the pins below passed as build arguments.)
+# The CPU image of every pipeline step but train and evaluate (lineage, ingest, prepare,
+# champion, register, gate, promote, notify): Python, uicap and what those steps import,
+# installed only from images/locks/runtime.txt. No torch (those steps never import it:
+# prepare counts tokens with the tokenizer alone) and no Java (only evaluate scores with
+# pycocoevalcap). Build from the repository root; `make images` passes the arguments:
+#   podman build -f images/runtime.Dockerfile --secret id=extra-ca,src=CA.pem -t REF .
 
-ARG PYTHON_VERSION=3.11
-ARG DEBIAN_RELEASE=bookworm
+# The official Python base, pinned by digest. A local build passes a Debian base made by
+# images/debian-base.sh; both need only `python3 -m venv`.
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+FROM ${BASE_IMAGE}
 
-# --- build: a virtual environment with pinned CPU torch, then the package -----------
-FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS build
-
-ARG TORCH_VERSION=2.14.1
-ARG TORCHVISION_VERSION=0.29.1
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 
-RUN python -m venv /opt/venv
+COPY images/with-extra-ca.sh /usr/local/bin/with-extra-ca
+COPY images/locks/runtime.txt /opt/uicap/locks/runtime.txt
 
-# torch first, from the CPU index, pinned; the constraints file keeps every later
-# install from resolving another torch (the CUDA build on PyPI is several GB).
-RUN pip install --index-url "${TORCH_INDEX_URL}" \
-        "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
-    && printf 'torch==%s\ntorchvision==%s\n' "${TORCH_VERSION}" "${TORCHVISION_VERSION}" \
-        > /opt/venv/torch-constraints.txt
+# Every dependency pinned and hash-checked; a missing or changed file fails the build.
+RUN --mount=type=secret,id=extra-ca \
+    python3 -m venv /opt/venv \
+    && with-extra-ca pip install --require-hashes -r /opt/uicap/locks/runtime.txt
 
-COPY pyproject.toml README.md /src/
-COPY components/ /src/components/
-COPY pipelines/ /src/pipelines/
-RUN pip install --constraint /opt/venv/torch-constraints.txt /src
+# The register step pins the registered model's requirements to the trainer's lock (what
+# the model was trained and evaluated with); this image only reads it.
+COPY images/locks/trainer.txt /opt/uicap/locks/trainer.txt
 
-# --- runtime: the slim base, a JRE, the environment, a non-root user ----------------
-FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
-
-# The JRE's post-install scripts expect the man1 folder that slim images leave out.
-RUN mkdir -p /usr/share/man/man1 \
-    && apt-get update \
-    && apt-get install -y --no-install-recommends default-jre-headless \
-    && rm -rf /var/lib/apt/lists/*
+# uicap itself, with nothing resolved beyond the lock.
+COPY pyproject.toml README.md /opt/uicap/src/
+COPY components/ /opt/uicap/src/components/
+COPY pipelines/ /opt/uicap/src/pipelines/
+RUN pip install --no-deps --no-build-isolation /opt/uicap/src \
+    && rm -rf /opt/uicap/src \
+    && pip check
 
 RUN groupadd --gid 10001 uicap \
     && useradd --uid 10001 --gid 10001 --home-dir /home/uicap --create-home \
-        --shell /usr/sbin/nologin uicap
+        --shell /usr/sbin/nologin uicap \
+    && mkdir -p /home/uicap/.cache/huggingface \
+    && chown -R 10001:10001 /home/uicap
 
-COPY --from=build /opt/venv /opt/venv
-
-ENV PATH=/opt/venv/bin:$PATH \
-    HOME=/home/uicap \
+# The commit the image was built from: registered model versions carry it as a tag.
+# Declared here, last, so that a new commit reuses every layer above.
+ARG CODE_VERSION=unknown
+ENV HOME=/home/uicap \
     HF_HOME=/home/uicap/.cache/huggingface \
     MLFLOW_DISABLE_TELEMETRY=true \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    UICAP_CODE_VERSION=${CODE_VERSION} \
+    UICAP_SERVING_LOCK=/opt/uicap/locks/trainer.txt
 
-# pycocoevalcap's PTB tokenizer writes its temporary file next to its jar, so that one
-# folder must be writable by the user the steps run as.
-RUN mkdir -p "${HF_HOME}" \
-    && chown -R 10001:10001 /home/uicap \
-    && chown 10001:10001 /opt/venv/lib/python*/site-packages/pycocoevalcap/tokenizer
+LABEL org.opencontainers.image.title="uicap runtime" \
+      org.opencontainers.image.revision="${CODE_VERSION}"
 
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 USER 10001:10001

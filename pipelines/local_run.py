@@ -1,18 +1,22 @@
 """Run the retraining pipeline on this machine through kfp.local, as `uicap run` does.
 
-The same compiled pipeline as on a cluster, run by kfp.local's SubprocessRunner in this
-Python environment: every step is a real subprocess, artifacts land under the work
-folder, MLflow is a SQLite file there, and kfp.local's cache keeps prepare, train and
-evaluate from running twice on the same inputs. Each run files its step records and its
-logs in a fresh folder, `runs/<timestamp>/`, so the outcome read back afterwards is this
-run's and no other; `run_display` decides what the terminal sees meanwhile.
+The same compiled pipeline as on a cluster, run by kfp.local: by its SubprocessRunner in
+this Python environment (the default: every step a real subprocess), or with every step
+in the image a cluster runs it in (`images`: what `make images` built, through
+`container_runner`). Artifacts land under the work folder, MLflow is a SQLite file
+there, and kfp.local's cache keeps prepare, train and evaluate from running twice on the
+same inputs. Each run files its step records and its logs in a fresh folder,
+`runs/<timestamp>/`, so the outcome read back afterwards is this run's and no other;
+`run_display` decides what the terminal sees meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +24,9 @@ from pathlib import Path
 from rich.console import Console
 
 from components.outcome import OUTCOME_FILE, Outcome, read_outcome
-from pipelines.run_display import LOGS_DIR, StepResult
-from pipelines.settings import Settings
+from pipelines.image_refs import BuiltImages
+from pipelines.run_display import LOGS_DIR, RunDisplay, StepResult
+from pipelines.settings import Settings, StepImages
 
 # Where the noise of making the sample data and the warmed base goes (logs/<this>.log).
 LOCAL_ASSETS_LOG = "local-assets"
@@ -69,8 +74,12 @@ def run_pipeline(
     dataset: str | None = None,
     console: Console | None = None,
     verbose: bool = False,
+    images: BuiltImages | None = None,
 ) -> LocalRun:
     """Make the local assets if missing, run the pipeline, and read back its outcome.
+
+    With `images`, every step runs in its container (CPU steps in the runtime image,
+    train and evaluate in the trainer image), and `steps.json` names the image of each.
 
     `console` gets one line per step (and the assets being made); everything the steps
     and kfp.local print goes to `runs/<timestamp>/logs/<step>.log`, and with `verbose`
@@ -80,8 +89,15 @@ def run_pipeline(
 
     from components.demo.local_assets import ensure_local_assets
     from pipelines.retrain import build_retrain_pipeline
-    from pipelines.run_display import RunDisplay
 
+    if images is not None:
+        settings = settings.model_copy(
+            update={
+                "images": StepImages(
+                    runtime=images.runtime.reference, trainer=images.trainer.reference
+                )
+            }
+        )
     workdir = Path(settings.workdir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     records = workdir / "runs" / stamp
@@ -95,26 +111,49 @@ def run_pipeline(
             )
         if Path(settings.model.base).resolve() != assets.base_model.resolve():
             raise LocalRunError(f"model.base {settings.model.base} is not the local warmed base")
-        local.init(
-            runner=local.SubprocessRunner(use_venv=False),
-            pipeline_root=str(workdir / "pipeline-root"),
-            workspace_root=str(workdir / "kfp-workspace"),
-            enable_caching=True,
-            cache_root=str(workdir / "kfp-cache"),
-            raise_on_error=False,
-        )
         arguments: dict[str, str] = {"records_root": str(records)}
         if dataset is not None:
             arguments["dataset"] = (
                 str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
             )
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        pipeline = build_retrain_pipeline(settings)
-        pipeline(**arguments)
+        with _task_runner(workdir, records, images, display) as runner:
+            local.init(
+                runner=runner,
+                pipeline_root=str(workdir / "pipeline-root"),
+                workspace_root=str(workdir / "kfp-workspace"),
+                enable_caching=True,
+                cache_root=str(workdir / "kfp-cache"),
+                raise_on_error=False,
+            )
+            pipeline = build_retrain_pipeline(settings)
+            pipeline(**arguments)
     outcome = _read_back(records)
     if outcome.report and Path(outcome.report).is_file():
         shutil.copyfile(outcome.report, records / "report.html")
     return LocalRun(outcome, records, settings, tuple(display.results))
+
+
+@contextlib.contextmanager
+def _task_runner(
+    workdir: Path, records: Path, images: BuiltImages | None, display: RunDisplay
+) -> Iterator[object]:
+    """kfp.local's runner: a subprocess here, or the images' containers."""
+    from kfp import local
+
+    if images is None:
+        yield local.SubprocessRunner(use_venv=False)
+        return
+    from pipelines import container_runner
+
+    with container_runner.engine_socket(records / LOGS_DIR):
+        container_runner.check_built(images)
+        group = container_runner.share_with_image_user(workdir)
+        with (
+            container_runner.group_writable_umask(),
+            container_runner.honest_docker_tasks(workdir, display.note_container, group=group),
+        ):
+            yield container_runner.docker_runner()
 
 
 def _read_back(records: Path) -> Outcome:

@@ -1,9 +1,10 @@
-"""Where and how the pipeline's tasks run on a cluster: images, H100 placement, Secrets.
+"""Where and how the pipeline's tasks run: images, H100 placement, Secrets.
 
 This is pipeline wiring, not step logic: the components declare a neutral base image and
 take their inputs as parameters; the pipeline puts each task on the image the settings
 pin (runtime for CPU steps, trainer for the GPU steps), the GPU steps on the H100 pool,
-and gives each task the Secrets it needs as environment variables, by name only.
+and gives each task the Secrets it needs as environment variables, by name only. Off a
+cluster, a containerized local run puts the tasks on the images `make images` built.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def cpu_step(
     if retries:
         task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
     if settings.kubernetes is None:
+        if settings.images is not None:
+            task.set_container_image(settings.images.runtime)
         return task
     task.set_container_image(settings.kubernetes.runtime_image)
     if registry:
@@ -56,6 +59,17 @@ def cpu_step(
     if hub_cache:
         use_hub_cache(task, settings)
     return use_secret(task, secret)
+
+
+def gpu_step(task: dsl.PipelineTask, name: str, settings: Settings) -> dsl.PipelineTask:
+    """A GPU step (train, evaluate): its name; on a cluster the H100 placement, off one
+    the trainer image when the settings name one (a containerized local run)."""
+    task.set_display_name(name)
+    if settings.kubernetes is not None:
+        return apply_h100_placement(task, settings)
+    if settings.images is not None:
+        task.set_container_image(settings.images.trainer)
+    return task
 
 
 def use_hub_cache(task: dsl.PipelineTask, settings: Settings) -> dsl.PipelineTask:

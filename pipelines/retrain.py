@@ -40,7 +40,7 @@ from components.outcome.component import notify_op
 from components.prepare.component import prepare_op
 from components.register.component import champion_op, gate_op, promote_op, register_op
 from components.train.component import train_op
-from pipelines.placement import apply_h100_placement, cpu_step
+from pipelines.placement import cpu_step, gpu_step
 from pipelines.settings import Settings
 
 PIPELINE_NAME = "uicap-retrain"
@@ -164,9 +164,7 @@ def build_retrain_pipeline(settings: Settings) -> Any:
                     nproc_per_node=nproc_per_node,
                     replay=general.output,
                 )
-                train.set_display_name("train")
-                if kube is not None:
-                    apply_h100_placement(train, settings)
+                gpu_step(train, "train", settings)
 
                 champion = champion_op(registry=registry)
                 cpu_step(
@@ -187,10 +185,8 @@ def build_retrain_pipeline(settings: Settings) -> Any:
                     reuse_root=reuse_root,
                     registry=registry,
                 )
-                evaluation.set_display_name("evaluate")
-                if kube is not None:
-                    # Three models generate on the test and general splits: a GPU job too.
-                    apply_h100_placement(evaluation, settings)
+                # Three models generate on the test and general splits: a GPU job too.
+                gpu_step(evaluation, "evaluate", settings)
 
                 register = register_op(
                     model=train.outputs["model"],

@@ -162,6 +162,9 @@ class StepResult:
     seconds: float
     figure: str | None
     log: str
+    # The image the step's container ran (a containerized run): reference and id.
+    image: str | None = None
+    image_id: str | None = None
 
 
 class RunDisplay:
@@ -178,6 +181,7 @@ class RunDisplay:
         self.results: list[StepResult] = []
         self._cached: set[str] = set()
         self._running: str | None = None
+        self._container: Any = None
         self._since = 0.0
         self._live: Any = None
 
@@ -301,6 +305,7 @@ class RunDisplay:
     def _run_task(self, run: Callable[[], Any], arguments: Mapping[str, Any]) -> Any:
         step = step_name(arguments["task_name"], arguments["task_spec"])
         self.started(step)
+        self._container = None
         began = time.monotonic()
         outputs: Mapping[str, Any] = {}
         status = "failed"
@@ -313,7 +318,22 @@ class RunDisplay:
         finally:
             figure = self._figure(step, outputs) if status != "failed" else None
             seconds = time.monotonic() - began
-            self.ended(StepResult(step, status, seconds, figure, str(self.logs.path(step))))
+            ran = self._container
+            self.ended(
+                StepResult(
+                    step,
+                    status,
+                    seconds,
+                    figure,
+                    str(self.logs.path(step)),
+                    image=ran.image if ran is not None else None,
+                    image_id=ran.image_id if ran is not None else None,
+                )
+            )
+
+    def note_container(self, ran: Any) -> None:
+        """The container the running step ran in (`container_runner.ContainerRan`)."""
+        self._container = ran
 
     def _figure(self, step: str, outputs: Mapping[str, Any]) -> str | None:
         try:

@@ -193,6 +193,15 @@ class KubernetesSettings(_Group):
         return self
 
 
+class StepImages(_Group):
+    """The images the steps run in off a cluster (`uicap run --runner docker`): the
+    runtime image for the CPU steps, the trainer image for train and evaluate. On a
+    cluster the kubernetes group names them; unset, the steps run in this environment."""
+
+    runtime: str
+    trainer: str
+
+
 class NotifySettings(_Group):
     """Where the run's outcome (promoted or why not) is posted."""
 
@@ -227,6 +236,7 @@ class Settings(_Group):
     # Without a profile, MLflow is a SQLite file in the work folder.
     registry: RegistryConfig = Field(default_factory=_default_registry)
     kubernetes: KubernetesSettings | None = None
+    images: StepImages | None = None
     notify: NotifySettings = Field(default_factory=NotifySettings)
     # What `uicap plan` (and compile/submit) assume about the GPU, its price and the data.
     plan: PlanConfig = Field(default_factory=PlanConfig)

@@ -283,7 +283,7 @@ def pin_problems(text: str) -> list[str]:
     return problems
 
 
-# --- torch ----------------------------------------------------------------------------
+# --- the lock -----------------------------------------------------------------------
 
 PIP_OPTIONS_WITH_VALUE = {
     "-c",
@@ -300,7 +300,7 @@ PIP_OPTIONS_WITH_VALUE = {
     "--prefix",
     "--root",
 }
-TORCH_FAMILY = re.compile(r"^(torch|torchvision|torchaudio)(?=$|[=<>!~\[;@ ])")
+LOCKS_IN_IMAGE = "/opt/uicap/locks/"
 
 
 def pip_installs(run: str) -> list[list[str]]:
@@ -322,35 +322,49 @@ def pip_installs(run: str) -> list[list[str]]:
     return installs
 
 
-def torch_problems(text: str) -> list[str]:
+def lock_problems(text: str) -> list[str]:
+    """Every `pip install` takes a lock with --require-hashes, or installs a local source
+    with --no-deps (uicap itself): nothing is resolved at build time."""
     problems = []
     for ins in instructions(text):
         if ins.name != "RUN":
             continue
         for args in pip_installs(ins.value):
-            requirements, constrained, skip = [], False, False
+            locks, requirements, skip = [], [], None
             for arg in args:
-                if skip:
-                    skip = False
+                if skip is not None:
+                    if skip in {"-r", "--requirement"}:
+                        locks.append(arg)
+                    skip = None
                 elif arg in PIP_OPTIONS_WITH_VALUE:
-                    constrained |= arg in {"-c", "--constraint"}
-                    skip = True
-                elif arg.startswith("-"):
-                    constrained |= arg.startswith("--constraint=")
-                else:
+                    skip = arg
+                elif not arg.startswith("-"):
                     requirements.append(arg)
-            torch_family = [r for r in requirements if TORCH_FAMILY.match(r)]
-            problems += [
-                f"line {ins.line}: {r!r} installs torch without an exact == pin"
-                for r in torch_family
-                if "==" not in r
-            ]
-            if not torch_family and not constrained:
-                problems.append(
-                    f"line {ins.line}: `pip install {' '.join(requirements)}` has no "
-                    "--constraint holding torch, so pip may resolve another one"
-                )
+            shown = " ".join(args)
+            if locks:
+                if "--require-hashes" not in args:
+                    problems.append(f"line {ins.line}: `pip install {shown}` checks no hashes")
+                problems += [
+                    f"line {ins.line}: {lock!r} is not one of the image's locks"
+                    for lock in locks
+                    if not lock.startswith(LOCKS_IN_IMAGE)
+                ]
+            if requirements and (
+                "--no-deps" not in args or any(not r.startswith(("/", ".")) for r in requirements)
+            ):
+                problems.append(f"line {ins.line}: `pip install {shown}` resolves outside the lock")
+            if not locks and not requirements:
+                problems.append(f"line {ins.line}: `pip install {shown}` installs nothing known")
     return problems
+
+
+def base_problems(text: str) -> list[str]:
+    """The default base is an official image pinned by digest (a tag can move)."""
+    preamble, _ = stages(text)
+    base = arg_defaults(preamble).get("BASE_IMAGE") or ""
+    if not re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", base):
+        return [f"BASE_IMAGE defaults to {base!r}, not name:tag@sha256:<digest>"]
+    return []
 
 
 # --- the real Dockerfiles -------------------------------------------------------------
@@ -379,53 +393,46 @@ def test_every_version_is_pinned(dockerfile: str) -> None:
     assert pin_problems(dockerfile) == []
 
 
-def test_torch_is_never_installed_unpinned(dockerfile: str) -> None:
-    assert torch_problems(dockerfile) == []
+def test_every_install_comes_from_the_lock(dockerfile: str) -> None:
+    assert lock_problems(dockerfile) == []
 
 
-def test_the_runtime_image_ships_the_torch_the_tests_ran_on() -> None:
-    _, found = stages(DOCKERFILES["runtime"].read_text())
-    args = arg_defaults(found[0])
-    for package, arg in (("torch", "TORCH_VERSION"), ("torchvision", "TORCHVISION_VERSION")):
+def test_the_default_base_is_pinned_by_digest_and_shared(dockerfile: str) -> None:
+    assert base_problems(dockerfile) == []
+    runtime, trainer = (arg_defaults(stages(DOCKERFILES[n].read_text())[0]) for n in DOCKERFILES)
+    assert runtime["BASE_IMAGE"] == trainer["BASE_IMAGE"]
+
+
+def test_the_runtime_image_holds_no_torch_and_the_trainer_the_tested_one() -> None:
+    locks = REPO / "images" / "locks"
+    runtime = (locks / "runtime.txt").read_text()
+    trainer = (locks / "trainer.txt").read_text()
+    assert not re.search(r"^(torch|torchvision|nvidia-[\w-]+)==", runtime, re.MULTILINE)
+    for package in ("torch", "torchvision"):
         tested = importlib.metadata.version(package).split("+")[0]
-        assert args[arg] == tested, f"{arg}={args[arg]} but the tests ran on {package} {tested}"
+        assert f"\n{package}=={tested} " in trainer, f"the tests ran on {package} {tested}"
 
 
-def test_make_images_builds_both_with_the_dockerfiles_pins_and_the_gke_tags() -> None:
+def test_make_images_tags_both_as_the_gke_profile_runs_them() -> None:
     make = shutil.which("make")
     # `make test` runs this suite, so make is there; a bare `pytest` without it fails here.
     assert make is not None, "make is not on PATH: install GNU make (apt-get install make)"
     # The Makefile's defaults: none of its `?=` variables overridden by the environment or
     # by a `make test VAR=...` that runs pytest.
-    defaults = re.findall(r"^(\w+) \?=", (REPO / "Makefile").read_text(), re.MULTILINE)
+    defaults = re.findall(r"^(?:export )?(\w+) \?=", (REPO / "Makefile").read_text(), re.MULTILINE)
     dropped = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", *defaults}
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     dry_run = subprocess.run(
         [make, "-n", "images"], cwd=REPO, env=env, capture_output=True, text=True, check=True
     ).stdout
-    builds = {}
-    for command in dry_run.replace("\\\n", " ").splitlines():
-        words = shlex.split(command)
-        if words[1:2] != ["build"]:
-            continue
-        dockerfile = words[words.index("-f") + 1]
-        build_args = dict(
-            words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "--build-arg"
-        )
-        builds[dockerfile] = (build_args, words[words.index("-t") + 1])
+    build = next(line for line in dry_run.replace("\\\n", " ").splitlines() if "build.sh" in line)
+    assigned = dict(word.split("=", 1) for word in shlex.split(build) if "=" in word)
     kube = load_settings("gke").kubernetes
     assert kube is not None
-    expected_tags = {
-        "images/runtime.Dockerfile": kube.runtime_image,
-        "images/trainer.Dockerfile": kube.trainer_image,
-    }
-    assert set(builds) == set(expected_tags)
-    for path, (build_args, tag) in builds.items():
-        assert tag == expected_tags[path]
-        preamble, found = stages((REPO / path).read_text())
-        defaults = arg_defaults(preamble + [ins for stage in found for ins in stage])
-        for name, value in build_args.items():
-            assert defaults.get(name) == value, f"{path}: make passes {name}={value}"
+    for image, pinned in (("runtime", kube.runtime_image), ("trainer", kube.trainer_image)):
+        assert f"{assigned['REGISTRY']}/{image}:{assigned['IMAGE_TAG']}" == pinned
+    # Local bases build no CUDA kernels (hours on a laptop); official ones do.
+    assert assigned["IMAGE_BASE"] == "local" and assigned["CUDA_KERNELS"] == "skip"
 
 
 # --- each rule catches what it is for -------------------------------------------------
@@ -446,7 +453,8 @@ def test_a_copy_of_a_missing_file_is_caught(tmp_path: Path) -> None:
 
 def test_a_dockerignore_that_drops_copied_sources_is_caught() -> None:
     text = DOCKERFILES["runtime"].read_text()
-    problems = ignored_copy_sources(text, "*\n!pyproject.toml\n!README.md\n!components/\n", REPO)
+    kept = "*\n!pyproject.toml\n!README.md\n!components/\n!images/locks/*.txt\n!images/*.sh\n"
+    problems = ignored_copy_sources(text, kept, REPO)
     assert problems and all("pipelines" in p for p in problems)
     problems = ignored_copy_sources(text, "**/*.py\n", REPO)
     assert any("components/" in p for p in problems)
@@ -510,21 +518,30 @@ def test_an_unpinned_version_is_caught(text: str, problem: str) -> None:
 @pytest.mark.parametrize(
     ("run", "problem"),
     [
-        ("pip install torch torchvision", "'torch' installs torch without an exact == pin"),
-        ("pip install 'torch>=2.6'", "without an exact == pin"),
-        ("apt-get update && python -m pip install .", "has no --constraint"),
-        ("pip3 install --index-url https://x/cpu torchvision==0.29.1 torch", "'torch' installs"),
+        ("pip install torch torchvision", "resolves outside the lock"),
+        ("pip install -r /opt/uicap/locks/trainer.txt", "checks no hashes"),
+        ("pip install --require-hashes -r requirements.txt", "not one of the image's locks"),
+        ("pip install /src", "resolves outside the lock"),
+        ("pip install --no-deps deepspeed==0.19.8", "resolves outside the lock"),
     ],
 )
-def test_an_unpinned_torch_is_caught(run: str, problem: str) -> None:
-    problems = torch_problems(f"FROM python:3.11-slim\nRUN {run}\n")
+def test_an_install_outside_the_lock_is_caught(run: str, problem: str) -> None:
+    problems = lock_problems(f"FROM python:3.11-slim\nRUN {run}\n")
     assert any(problem in p for p in problems), problems
 
 
-def test_pinned_and_constrained_installs_pass() -> None:
+def test_locked_and_local_installs_pass() -> None:
     text = (
         "FROM python:3.11-slim\n"
-        'RUN pip install "torch==${TORCH_VERSION}" && pip install --constraint c.txt /src\n'
-        "RUN pip install --constraint=c.txt deepspeed==0.19.8\n"
+        "RUN pip install --require-hashes -r /opt/uicap/locks/runtime.txt\n"
+        "RUN pip install --no-deps --no-build-isolation /opt/uicap/src && pip check\n"
     )
-    assert torch_problems(text) == []
+    assert lock_problems(text) == []
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["python:3.11-slim-bookworm", "python@sha256:" + "0" * 64, "python:3.11@sha256:abc"],
+)
+def test_a_base_without_a_digest_is_caught(base: str) -> None:
+    assert base_problems(f"ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\n")

@@ -230,3 +230,72 @@ def test_local_profile_compiles_without_cluster_placement(tmp_path: Path) -> Non
     container = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]
     assert "accelerator" not in container.get("resources", {})
     assert "retryPolicy" not in _tasks(spec, "comp-condition-2")["ingest-op"]
+
+
+def _built(tmp_path: Path, *, pushed: bool) -> Path:
+    """An images/built.json as `make images` (and, when `pushed`, `make push`) writes it."""
+    from pipelines.image_refs import BuiltImage, BuiltImages, write_images
+
+    kube = load_settings("gke").kubernetes
+    assert kube is not None
+    rows = {}
+    for role, reference in (("runtime", kube.runtime_image), ("trainer", kube.trainer_image)):
+        fill = "a" if role == "runtime" else "b"
+        rows[role] = BuiltImage(
+            reference=reference,
+            id="sha256:" + fill * 64,
+            size_bytes=1,
+            base="localhost/uicap/debian-base:bookworm",
+            build_seconds=1,
+            registry_digest=("sha256:" + fill * 63 + "0") if pushed else None,
+        )
+    path = tmp_path / "built.json"
+    write_images(BuiltImages(**rows), path)
+    return path
+
+
+def test_compile_with_pushed_images_names_every_step_image_by_digest(tmp_path: Path) -> None:
+    output = tmp_path / "retrain.yaml"
+    built = _built(tmp_path, pushed=True)
+    result = CliRunner().invoke(
+        app,
+        ["compile", "--profile", "gke", "--images", str(built), "--output", str(output)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    spec, _ = yaml.safe_load_all(output.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    registry = "europe-west4-docker.pkg.dev/uicap-ml/uicap"
+    trainer = f"{registry}/trainer@sha256:{'b' * 63}0"
+    runtime = f"{registry}/runtime@sha256:{'a' * 63}0"
+    images = {n: e["container"]["image"] for n, e in executors.items() if "container" in e}
+    assert images.pop("exec-train-op") == trainer
+    assert images.pop("exec-evaluate-op") == trainer
+    assert set(images.values()) == {runtime}
+
+
+def test_compile_refuses_images_that_were_never_pushed(tmp_path: Path) -> None:
+    built = _built(tmp_path, pushed=False)
+    result = CliRunner().invoke(
+        app,
+        ["compile", "--profile", "gke", "--images", str(built), "--output", str(tmp_path / "p")],
+    )
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert "runtime:0.1.0 has no registry digest: push it first (`make push`)" in said
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_containerized_local_run_puts_each_step_on_its_image(tmp_path: Path) -> None:
+    from pipelines.compile import compile_retrain
+    from pipelines.settings import StepImages
+
+    settings = load_settings("local", [f"workdir={tmp_path}"]).model_copy(
+        update={"images": StepImages(runtime="localhost/r:1", trainer="localhost/t:1")}
+    )
+    spec, *rest = yaml.safe_load_all(compile_retrain(settings, tmp_path / "p.yaml").read_text())
+    assert rest == []
+    executors = spec["deploymentSpec"]["executors"]
+    images = {n: e["container"]["image"] for n, e in executors.items() if "container" in e}
+    assert images.pop("exec-train-op") == images.pop("exec-evaluate-op") == "localhost/t:1"
+    assert set(images.values()) == {"localhost/r:1"}

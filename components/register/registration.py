@@ -28,7 +28,6 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from components.register.client import (
     is_transient,
 )
 from components.register.pyfunc_model import ServingConfig, save_pyfunc
+from components.register.serving_requirements import installed_version, pip_requirements
 
 log = logging.getLogger("uicap.register")
 
@@ -53,27 +53,6 @@ DESCRIPTION = (
     "UI-element captioner: a screenshot with one element outlined in magenta, plus its type, "
     "text and surrounding HTML, in; one sentence saying what acting on it does, out."
 )
-# What the pyfunc model imports when it loads and predicts, besides the `components`
-# package it carries (`code_paths`); versions as installed where it was registered. No
-# index has `uicap`, so the model never asks for it.
-SERVING_PACKAGES = (
-    "mlflow",
-    "torch",
-    "torchvision",
-    "transformers",
-    "tokenizers",
-    "huggingface_hub",
-    "safetensors",
-    "peft",
-    "accelerate",
-    "jinja2",
-    "pillow",
-    "numpy",
-    "pandas",
-    "pydantic",
-    "pyyaml",
-)
-
 Progress = Callable[[str], None]
 
 
@@ -143,23 +122,7 @@ def code_version() -> str:
             return f"git:{sha}"
     except (OSError, subprocess.SubprocessError):
         pass
-    return f"uicap=={_installed('uicap') or 'unknown'}"
-
-
-def _installed(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def pip_requirements() -> list[str]:
-    """What serving must install: the libraries the pyfunc model and its code import."""
-    pinned = []
-    for package in SERVING_PACKAGES:
-        found = _installed(package)
-        pinned.append(f"{package}=={found}" if found else package)
-    return pinned
+    return f"uicap=={installed_version('uicap') or 'unknown'}"
 
 
 def _fmt(value: Any) -> str:

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pipelines.commands.pipeline import ImagesFile
+
 if TYPE_CHECKING:
     from pipelines.kfp_client import ScheduleInfo
 
@@ -75,14 +77,16 @@ def _compile(
     folder: Path,
     *,
     force: bool = False,
+    images: Path | None = None,
 ) -> Any:
     """(settings, package path) for the profile, compiled into `folder` once its plan fits."""
+    from pipelines.commands.pipeline import image_overrides
     from pipelines.commands.plan import check_plan
     from pipelines.compile import compile_retrain
     from pipelines.settings import SettingsError, load_settings
 
     try:
-        settings = load_settings(profile, overrides or [], config)
+        settings = load_settings(profile, [*(overrides or []), *image_overrides(images)], config)
     except SettingsError as error:
         raise _fail(str(error), EXIT_USAGE) from None
     check_plan(settings, force)
@@ -117,12 +121,15 @@ def submit(
     force: Annotated[
         bool, typer.Option(help="Submit even when the plan says training cannot fit the GPU.")
     ] = False,
+    images: ImagesFile = None,
 ) -> None:
     """Compile the pipeline, upload it as a new version and start one run of it."""
     from pipelines.kfp_client import KfpError, parse_params, pipeline_name, submit_run
 
     with tempfile.TemporaryDirectory(prefix="uicap-submit-") as folder:
-        settings, package = _compile(profile, override, config, Path(folder), force=force)
+        settings, package = _compile(
+            profile, override, config, Path(folder), force=force, images=images
+        )
         try:
             params = parse_params(package, param or [])
         except KfpError as error:
@@ -178,6 +185,7 @@ def schedule(
     force: Annotated[
         bool, typer.Option(help="Schedule even when the plan says training cannot fit the GPU.")
     ] = False,
+    images: ImagesFile = None,
 ) -> None:
     """Run the pipeline's latest version on a cron schedule (no catch-up), or pause,
     resume or list schedules."""
@@ -202,6 +210,7 @@ def schedule(
             namespace=namespace,
             token=token,
             force=force,
+            images=images,
         )
         return
     try:
@@ -230,6 +239,7 @@ def _schedule_latest(
     namespace: str | None,
     token: str | None,
     force: bool,
+    images: Path | None,
 ) -> None:
     from pipelines import kfp_client
 
@@ -238,7 +248,9 @@ def _schedule_latest(
     except kfp_client.KfpError as error:
         raise _fail(str(error), EXIT_USAGE) from None
     with tempfile.TemporaryDirectory(prefix="uicap-schedule-") as folder:
-        settings, package = _compile(profile, override, config, Path(folder), force=force)
+        settings, package = _compile(
+            profile, override, config, Path(folder), force=force, images=images
+        )
         try:
             params = kfp_client.parse_params(package, pairs)
         except kfp_client.KfpError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,34 @@ LOG_WIDTH = 120
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+class Runner(StrEnum):
+    subprocess = "subprocess"
+    docker = "docker"
+
+
+ImagesFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--images",
+        help="images/built.json after `make push`: the steps run the pushed images, by digest.",
+        show_default=False,
+    ),
+]
+
+
+def image_overrides(images: Path | None) -> list[str]:
+    """`--set` overrides naming the pushed images by digest; a usage error when unusable."""
+    if images is None:
+        return []
+    from pipelines.image_refs import ImageRefsError, digest_overrides, read_images
+
+    try:
+        return digest_overrides(read_images(images))
+    except ImageRefsError as error:
+        errors.print(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _load(profile: str, overrides: list[str] | None, config: Path | None) -> Any:
@@ -93,6 +122,16 @@ def run(
             "runs/<timestamp>/logs/).",
         ),
     ] = False,
+    runner: Annotated[
+        Runner,
+        typer.Option(
+            help="subprocess: every step in this environment. docker: every step in its "
+            "image (podman's socket, or DOCKER_HOST's engine).",
+        ),
+    ] = Runner.subprocess,
+    images: Annotated[
+        Path, typer.Option(help="What `make images` built (read with --runner docker).")
+    ] = Path("images/built.json"),
 ) -> None:
     """Run the whole retraining pipeline locally: ingest to promotion, then a summary.
 
@@ -100,17 +139,20 @@ def run(
     full log is in `<workdir>/runs/<timestamp>/logs/<step>.log`, and a failed step's last
     lines are printed with that path.
     """
+    from pipelines.container_runner import ContainerRunError
+    from pipelines.image_refs import ImageRefsError, read_images
     from pipelines.local_run import LocalRunError, local_settings, run_pipeline
     from pipelines.settings import SettingsError
 
     try:
         settings = local_settings(profile, list(override or []), workdir)
-    except (LocalRunError, SettingsError) as error:
+        built = read_images(images) if runner is Runner.docker else None
+    except (LocalRunError, SettingsError, ImageRefsError) as error:
         errors.print(f"[red]error:[/] {escape(str(error))}")
         raise typer.Exit(EXIT_USAGE) from None
     try:
-        result = run_pipeline(settings, dataset=dataset, verbose=verbose)
-    except (LocalRunError, FileNotFoundError, ValueError) as error:
+        result = run_pipeline(settings, dataset=dataset, verbose=verbose, images=built)
+    except (LocalRunError, ContainerRunError, FileNotFoundError, ValueError) as error:
         errors.print(f"[red]error:[/] {escape(str(error))}")
         raise typer.Exit(EXIT_FAILED) from None
     _print_summary(result)
@@ -131,12 +173,13 @@ def compile(
     force: Annotated[
         bool, typer.Option(help="Compile even when the plan says training cannot fit the GPU.")
     ] = False,
+    images: ImagesFile = None,
 ) -> None:
     """Compile the retraining pipeline (with the profile's placement) to KFP IR YAML."""
     from pipelines.commands.plan import check_plan
     from pipelines.compile import compile_retrain
 
-    settings = _load(profile, override, config)
+    settings = _load(profile, [*(override or []), *image_overrides(images)], config)
     check_plan(settings, force)
     path = compile_retrain(settings, output)
     console.print(f"wrote {escape(str(path))} (profile {settings.profile})")

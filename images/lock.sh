@@ -3,29 +3,28 @@
 # every `uv pip compile`, e.g. --upgrade-package transformers). uv, because it resolves
 # for a target (CPython 3.11 on manylinux x86_64, what the images and CI run) rather than
 # for the machine it runs on, takes hashes from the index without downloading torch's
-# multi-GB CUDA wheels, and does all four locks in seconds; pip-tools does neither.
+# multi-GB CUDA wheels, and does all five locks in seconds; pip-tools does neither.
 #
 #   dev.txt           what `make install` installs: every extra, torch pinned
 #   trainer.txt       the trainer image: uicap[train], held to dev.txt's versions
 #   runtime.txt       the runtime image: uicap's core alone (no torch), held likewise
-#   cuda-kernels.txt  the trainer's CUDA-kernel layer, held to trainer.txt
+#   cuda-toolchain.txt  nvcc of torch's CUDA release, for the trainer's kernel layer
+#   cuda-kernels.txt  the trainer's CUDA-kernel layer, held to the two above
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv=${UV:-uv}
 locks=images/locks
-torch_pins=${TORCH_PINS:-torch==2.14.1 torchvision==0.29.1}
-pins=$(mktemp)
-trap 'rm -f "$pins"' EXIT
-printf '%s\n' $torch_pins > "$pins"
 compile() {
   "$uv" pip compile --quiet --generate-hashes --no-header \
     --python-version 3.11 --python-platform x86_64-manylinux_2_28 "$@"
 }
 compile pyproject.toml "$locks/build.in" --extra dev --extra train --extra serving \
-  -c "$pins" -o "$locks/dev.txt" "${@}"
+  -c "$locks/torch.in" -o "$locks/dev.txt" "${@}"
 compile pyproject.toml "$locks/build.in" --extra train -c "$locks/dev.txt" -o "$locks/trainer.txt"
 compile pyproject.toml "$locks/build.in" -c "$locks/dev.txt" -o "$locks/runtime.txt"
-compile "$locks/cuda-kernels.in" -c "$locks/trainer.txt" -o "$locks/cuda-kernels.txt"
-for lock in dev trainer runtime cuda-kernels; do
+compile "$locks/cuda-toolchain.in" -c "$locks/trainer.txt" -o "$locks/cuda-toolchain.txt"
+compile "$locks/cuda-kernels.in" -c "$locks/trainer.txt" -c "$locks/cuda-toolchain.txt" \
+  -o "$locks/cuda-kernels.txt"
+for lock in dev trainer runtime cuda-toolchain cuda-kernels; do
   echo "lock: $locks/$lock.txt: $(grep -cE '^[A-Za-z0-9]' "$locks/$lock.txt") packages"
 done

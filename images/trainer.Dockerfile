@@ -2,7 +2,7 @@
 # the evaluation metrics (pycocoevalcap on Java, MiniLM), all from images/locks/trainer.txt,
 # then the CUDA-kernel layer MiniCPM-V 4.6's Qwen3.5 backbone looks for on a GPU
 # (flash-linear-attention, causal-conv1d, and nvcc for DeepSpeed's fused ops), from
-# images/locks/cuda-kernels.txt. Build from the repository root; `make images` passes the
+# images/locks/cuda-toolchain.txt and cuda-kernels.txt. Build from the repository root; `make images` passes the
 # arguments:
 #   podman build -f images/trainer.Dockerfile --secret id=extra-ca,src=CA.pem -t REF .
 #
@@ -27,7 +27,8 @@ RUN --mount=type=secret,id=extra-ca \
     && with-extra-ca apt-get install -y --no-install-recommends default-jre-headless \
     && rm -rf /var/lib/apt/lists/*
 
-COPY images/locks/trainer.txt images/locks/cuda-kernels.txt /opt/uicap/locks/
+COPY images/locks/trainer.txt images/locks/cuda-toolchain.txt images/locks/cuda-kernels.txt \
+    /opt/uicap/locks/
 
 # Every dependency pinned and hash-checked, torch and its CUDA libraries included.
 RUN --mount=type=secret,id=extra-ca \
@@ -42,9 +43,10 @@ ARG CUDA_KERNELS=build
 ARG TORCH_CUDA_ARCH_LIST=9.0
 ARG MAX_JOBS=8
 
-# The CUDA-kernel layer. causal-conv1d and DeepSpeed build against the installed torch
-# (no build isolation), with the nvcc of torch's CUDA release; causal-conv1d compiles here
-# rather than fetching a prebuilt binary from outside the lock.
+# The CUDA-kernel layer. nvcc of torch's CUDA release first (its wheel ships no unversioned
+# libcudart.so, which the extension links), then causal-conv1d built against the
+# installed torch (no build isolation), compiled here rather than fetched as a prebuilt
+# binary from outside the lock. DeepSpeed compiles its fused ops with the same nvcc.
 RUN --mount=type=secret,id=extra-ca \
     set -e; \
     if [ "${CUDA_KERNELS}" = "skip" ]; then \
@@ -54,6 +56,9 @@ RUN --mount=type=secret,id=extra-ca \
             TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" MAX_JOBS="${MAX_JOBS}" \
             CAUSAL_CONV1D_FORCE_BUILD=TRUE; \
         export PATH="${CUDA_HOME}/bin:${PATH}"; \
+        with-extra-ca pip install --require-hashes -r /opt/uicap/locks/cuda-toolchain.txt; \
+        nvcc --version; \
+        ln -sf libcudart.so.13 "${CUDA_HOME}/lib/libcudart.so"; \
         with-extra-ca pip install --require-hashes --no-build-isolation \
             -r /opt/uicap/locks/cuda-kernels.txt; \
         python3 -c "import fla, causal_conv1d"; \

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 IMAGE_UID = 10001
 REPO_CONTAINERS_CONF = Path(__file__).resolve().parents[1] / "images" / "podman" / "containers.conf"
 SOCKET_WAIT_SECONDS = 30.0
+IDLE_SECONDS = 300
 
 
 class ContainerRunError(RuntimeError):
@@ -79,8 +80,10 @@ def engine_socket(folder: Path) -> Iterator[str]:
     if "CONTAINERS_CONF" not in env and REPO_CONTAINERS_CONF.is_file():
         env["CONTAINERS_CONF"] = str(REPO_CONTAINERS_CONF)
     log = (folder / "podman-service.log").open("ab")
+    # The service is stopped below; should this process be killed instead, it stops itself
+    # once idle for IDLE_SECONDS (a task's streamed log keeps it busy while it runs).
     service = subprocess.Popen(
-        [podman, "system", "service", "--time=0", f"unix://{socket}"],
+        [podman, "system", "service", f"--time={IDLE_SECONDS}", f"unix://{socket}"],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

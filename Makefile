@@ -24,7 +24,7 @@ MODEL ?=
 SERVING_ARGS ?=
 
 .PHONY: install run test lint format java kubectl clean help images serving-venv serving-check \
-	lock podman run-containers push
+	lock podman run-containers push base-digest
 
 help:
 	@echo "make install   create .venv with uicap and its dev/train extras"
@@ -132,6 +132,11 @@ images: podman
 	REGISTRY=$(REGISTRY) IMAGE_TAG=$(IMAGE_TAG) IMAGE_BASE=$(IMAGE_BASE) \
 	CUDA_KERNELS=$(CUDA_KERNELS) EXTRA_CA_CERTS=$(EXTRA_CA_CERTS) IMAGES_FILE=$(IMAGES_FILE) \
 	CONTAINER_ENGINE=$(CONTAINER_ENGINE) bash images/build.sh
+
+# Re-pins the Dockerfiles' official base to its tag's digest today (a host with registry
+# access; review `git diff images/`).
+base-digest:
+	bash images/pin-base.sh
 
 # Pushes both images and records their registry digests in images/built.json, which
 # `uicap compile --images images/built.json` turns into digest references.

@@ -140,8 +140,11 @@ base-digest:
 
 # Pushes both images and records their registry digests in images/built.json, which
 # `uicap compile --images images/built.json` turns into digest references.
+# A local build (CUDA kernels skipped, a local base) is refused: PUSH_ARGS=--allow-local.
+PUSH_ARGS ?=
 push:
-	$(VENV)/bin/python -m pipelines.image_refs push --images $(IMAGES_FILE) --engine $(CONTAINER_ENGINE)
+	$(VENV)/bin/python -m pipelines.image_refs push --images $(IMAGES_FILE) \
+		--engine $(CONTAINER_ENGINE) $(PUSH_ARGS)
 
 # The same local pipeline, every step in its image through kfp.local's DockerRunner
 # (podman's Docker-compatible socket, or dockerd where DOCKER_HOST names one).

@@ -10,7 +10,7 @@
 #                            official: the Dockerfiles' pinned default (a registry needed)
 #   CUDA_KERNELS             build | skip (the trainer's kernel layer; see its Dockerfile)
 #   EXTRA_CA_CERTS           a PEM file the builds trust (a build secret, never a layer)
-#   CONTAINER_ENGINE         podman (default) or docker
+#   CONTAINER_ENGINE         podman (default; what CI runs) or docker
 set -euo pipefail
 cd "$(dirname "$0")/.."
 engine=${CONTAINER_ENGINE:-podman}
@@ -20,7 +20,7 @@ base_choice=${IMAGE_BASE:-local}
 kernels=${CUDA_KERNELS:-build}
 out=${IMAGES_FILE:-images/built.json}
 code_version=$(git rev-parse --verify HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain -- components pipelines pyproject.toml images 2>/dev/null)" ]; then
+if [ -n "$(git status --porcelain -- components pipelines pyproject.toml README.md images 2>/dev/null)" ]; then
   code_version="$code_version+dirty"
 fi
 
@@ -43,13 +43,17 @@ if [ "$kernels" = skip ]; then
     "(flash-linear-attention, causal-conv1d, nvcc); fine for CPU runs, not for a GPU node"
 fi
 
+# podman keeps intermediate layers only when asked; docker (BuildKit) always caches.
+layers=()
+[ "$(basename "$engine")" = podman ] && layers=(--layers)
+
 declare -A seconds
 for image in runtime trainer; do
   start=$(date +%s)
   extra=()
   [ "$image" = trainer ] && extra=(--build-arg "CUDA_KERNELS=$kernels")
   echo "images: building $registry/$image:$tag (base $base)"
-  $engine build --network host --layers -f "images/$image.Dockerfile" \
+  $engine build --network host "${layers[@]}" -f "images/$image.Dockerfile" \
     "${build_args[@]}" "${extra[@]}" "${secret[@]}" -t "$registry/$image:$tag" . \
     > >(sed -u "s/^/  $image | /") 2>&1
   seconds[$image]=$(( $(date +%s) - start ))

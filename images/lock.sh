@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Compiles the locks in images/locks/ with uv (`make lock` runs this; arguments go to
-# every `uv pip compile`, e.g. --upgrade-package transformers). uv, because it resolves
+# Compiles the locks in images/locks/ with uv (`make lock` runs this; arguments go to the
+# dev lock's `uv pip compile`, e.g. --upgrade-package transformers, and the other locks
+# follow it, since each is held to dev.txt's versions). uv, because it resolves
 # for a target (CPython 3.11 on manylinux x86_64, what the images and CI run) rather than
 # for the machine it runs on, takes hashes from the index without downloading torch's
 # multi-GB CUDA wheels, and does all five locks in seconds; pip-tools does neither.

@@ -13,9 +13,12 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 FROM ${BASE_IMAGE}
 
+# /usr/local/cuda is the kernel layer's toolkit (absent with CUDA_KERNELS=skip). Only its
+# bin/ is on PATH: torch and DeepSpeed find the toolkit from nvcc there when it exists. A
+# CUDA_HOME would make DeepSpeed's install look for an nvcc that is not there yet.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:/usr/local/cuda/bin:$PATH
 
 COPY images/with-extra-ca.sh /usr/local/bin/with-extra-ca
 
@@ -27,8 +30,7 @@ RUN --mount=type=secret,id=extra-ca \
     && with-extra-ca apt-get install -y --no-install-recommends default-jre-headless \
     && rm -rf /var/lib/apt/lists/*
 
-COPY images/locks/trainer.txt images/locks/cuda-toolchain.txt images/locks/cuda-kernels.txt \
-    /opt/uicap/locks/
+COPY images/locks/trainer.txt /opt/uicap/locks/trainer.txt
 
 # Every dependency pinned and hash-checked, torch and its CUDA libraries included.
 RUN --mount=type=secret,id=extra-ca \
@@ -43,6 +45,9 @@ ARG CUDA_KERNELS=build
 ARG TORCH_CUDA_ARCH_LIST=9.0
 ARG MAX_JOBS=8
 
+# Copied here, so that a change to the kernel layer keeps the torch layer above cached.
+COPY images/locks/cuda-toolchain.txt images/locks/cuda-kernels.txt /opt/uicap/locks/
+
 # The CUDA-kernel layer. nvcc of torch's CUDA release first (its wheel ships no unversioned
 # libcudart.so, which the extension links), then causal-conv1d built against the
 # installed torch (no build isolation), compiled here rather than fetched as a prebuilt
@@ -52,13 +57,13 @@ RUN --mount=type=secret,id=extra-ca \
     if [ "${CUDA_KERNELS}" = "skip" ]; then \
         echo "trainer: CUDA_KERNELS=skip: flash-linear-attention, causal-conv1d and nvcc are NOT in this image; on a GPU MiniCPM-V 4.6 falls back to slow reference kernels. Build with CUDA_KERNELS=build for a cluster."; \
     elif [ "${CUDA_KERNELS}" = "build" ]; then \
-        export CUDA_HOME="$(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')" \
-            TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" MAX_JOBS="${MAX_JOBS}" \
-            CAUSAL_CONV1D_FORCE_BUILD=TRUE; \
-        export PATH="${CUDA_HOME}/bin:${PATH}"; \
         with-extra-ca pip install --require-hashes -r /opt/uicap/locks/cuda-toolchain.txt; \
+        toolkit="$(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')"; \
+        ln -s "${toolkit}" /usr/local/cuda; \
+        ln -sf libcudart.so.13 /usr/local/cuda/lib/libcudart.so; \
+        export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" MAX_JOBS="${MAX_JOBS}" \
+            CAUSAL_CONV1D_FORCE_BUILD=TRUE; \
         nvcc --version; \
-        ln -sf libcudart.so.13 "${CUDA_HOME}/lib/libcudart.so"; \
         with-extra-ca pip install --require-hashes --no-build-isolation \
             -r /opt/uicap/locks/cuda-kernels.txt; \
         python3 -c "import fla, causal_conv1d"; \

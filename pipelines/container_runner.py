@@ -27,7 +27,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,13 @@ def engine_socket(folder: Path) -> Iterator[str]:
     if existing:
         yield existing
         return
+    if os.geteuid() != 0:
+        # Rootless podman maps the images' uid and this user's group to subordinate ids,
+        # so the steps could not write the work folder; refuse before any step runs.
+        raise ContainerRunError(
+            "containerized runs use rootful podman: run as root (e.g. `sudo make "
+            "run-containers`), or point DOCKER_HOST at a Docker engine this user may use"
+        )
     podman = shutil.which("podman")
     if podman is None:
         raise ContainerRunError(
@@ -159,9 +166,11 @@ def run_task_container(
     mounts: dict[str, Any],
     group: int,
     on_container: ContainerHook,
+    names: Mapping[str, str],
     **run_args: Any,
 ) -> int:
-    """Run one task's container to its end and return its real exit code."""
+    """Run one task's container to its end and return its real exit code; `names` gives
+    the reference to report for an image the pipeline names by id."""
     import docker
 
     try:
@@ -192,23 +201,30 @@ def run_task_container(
     finally:
         with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True)
-    on_container(ContainerRan(image, found.id, exit_code))
+    reference = names.get(image, image)
+    on_container(ContainerRan(reference, found.id, exit_code))
     if exit_code != 0:
-        print(f"container of {image} exited with {exit_code}")
+        print(f"container of {reference} exited with {exit_code}")
     return exit_code
 
 
 @contextlib.contextmanager
 def honest_docker_tasks(
-    workdir: Path, on_container: ContainerHook, *, group: int
+    workdir: Path,
+    on_container: ContainerHook,
+    *,
+    group: int,
+    read_only: Sequence[Path] = (),
+    names: Mapping[str, str] | None = None,
 ) -> Iterator[None]:
     """Route kfp.local's DockerRunner tasks through `run_task_container` for the block.
 
-    kfp's task handler calls its module's `run_docker_container` by name; that one
-    function is replaced, so everything else (env, placeholders, outputs) stays kfp's."""
+    The work folder is mounted at its own path, and `read_only` folders (a dataset
+    outside it) likewise but read-only. kfp's task handler calls its module's
+    `run_docker_container` by name; that one function is replaced, so everything else
+    (env, placeholders, outputs) stays kfp's."""
     from kfp.local import docker_task_handler
 
-    mounts = {str(workdir): {"bind": str(workdir), "mode": "rw"}}
     original = docker_task_handler.run_docker_container
 
     def run_docker_container(
@@ -220,6 +236,11 @@ def honest_docker_tasks(
             if not os.path.exists(source):
                 os.makedirs(source)
                 share_with_image_user(Path(source))
+        # kfp adds SELinux's shared label (",z") to its mounts where SELinux is on: ours too.
+        label = ",z" if any(",z" in v.get("mode", "") for v in volumes.values()) else ""
+        mounts = {str(workdir): {"bind": str(workdir), "mode": "rw" + label}}
+        for path in read_only:
+            mounts[str(path)] = {"bind": str(path), "mode": "ro" + label}
         return run_task_container(
             client,
             image,
@@ -228,6 +249,7 @@ def honest_docker_tasks(
             mounts=mounts,
             group=group,
             on_container=on_container,
+            names=names or {},
             **run_args,
         )
 

@@ -86,20 +86,41 @@ def digest_overrides(images: BuiltImages) -> list[str]:
     ]
 
 
-def push(path: Path, engine: str) -> BuiltImages:
+def push_problems(images: BuiltImages) -> list[str]:
+    """Why these images must not reach a cluster: a trainer without its CUDA kernels (slow
+    reference code on the H100s) or an image on a local stand-in base."""
+    problems = []
+    if images.trainer.cuda_kernels != "build":
+        problems.append(
+            f"{images.trainer.reference} was built with CUDA_KERNELS={images.trainer.cuda_kernels}"
+        )
+    for image in (images.runtime, images.trainer):
+        if image.base.startswith("localhost/"):
+            problems.append(f"{image.reference} is built on the local base {image.base}")
+    return problems
+
+
+def push(path: Path, engine: str, *, allow_local: bool = False) -> BuiltImages:
     """Push both images and record the digests the registry answered with."""
     images = read_images(path)
+    problems = push_problems(images)
+    if problems and not allow_local:
+        raise ImageRefsError(
+            "not pushing a local build to the registry the cluster pulls from: "
+            + "; ".join(problems)
+            + ". Build with `make images IMAGE_BASE=official`, or push anyway with "
+            "--allow-local"
+        )
     updated = {}
     for role in ("runtime", "trainer"):
         image: BuiltImage = getattr(images, role)
-        digest_file = path.with_name(f".{role}.digest")
-        try:
-            subprocess.run(
-                [engine, "push", "--digestfile", str(digest_file), image.reference], check=True
+        found = _inspect(engine, image.reference, "{{.Id}}").removeprefix("sha256:")
+        if found != image.id.removeprefix("sha256:"):
+            raise ImageRefsError(
+                f"{image.reference} is now image {found[:19]}, not the {image.id[:19]} "
+                f"that {path} records: rebuild with `make images`"
             )
-            digest = digest_file.read_text().strip()
-        finally:
-            digest_file.unlink(missing_ok=True)
+        digest = _push(engine, image, path.with_name(f".{role}.digest"))
         updated[role] = image.model_copy(update={"registry_digest": digest})
         print(f"pushed {image.reference} as {image.name}@{digest}")
     pushed = BuiltImages(**updated)
@@ -107,14 +128,44 @@ def push(path: Path, engine: str) -> BuiltImages:
     return pushed
 
 
+def _inspect(engine: str, reference: str, template: str) -> str:
+    return subprocess.run(
+        [engine, "image", "inspect", "--format", template, reference],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def _push(engine: str, image: BuiltImage, digest_file: Path) -> str:
+    """Push, and return the manifest digest the registry holds for the tag: podman writes
+    it to --digestfile; docker records it among the image's repository digests."""
+    if Path(engine).name == "podman":
+        try:
+            subprocess.run(
+                [engine, "push", "--digestfile", str(digest_file), image.reference], check=True
+            )
+            return digest_file.read_text().strip()
+        finally:
+            digest_file.unlink(missing_ok=True)
+    subprocess.run([engine, "push", image.reference], check=True)
+    found = _inspect(engine, image.reference, "{{range .RepoDigests}}{{println .}}{{end}}")
+    for line in found.splitlines():
+        name, _, digest = line.strip().partition("@")
+        if name == image.name and DIGEST.match(digest):
+            return digest
+    raise ImageRefsError(f"{engine} recorded no registry digest for {image.reference}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.image_refs")
     parser.add_argument("command", choices=["push"])
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES_FILE)
     parser.add_argument("--engine", default="podman")
+    parser.add_argument("--allow-local", action="store_true", help="push a local build too")
     args = parser.parse_args(argv)
     try:
-        push(args.images, args.engine)
+        push(args.images, args.engine, allow_local=args.allow_local)
     except (ImageRefsError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

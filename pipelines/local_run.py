@@ -91,12 +91,10 @@ def run_pipeline(
     from pipelines.retrain import build_retrain_pipeline
 
     if images is not None:
+        # By id: the exact images that were built, and a rebuilt image (same tag, new id)
+        # never meets kfp.local's cache entries of the old one.
         settings = settings.model_copy(
-            update={
-                "images": StepImages(
-                    runtime=images.runtime.reference, trainer=images.trainer.reference
-                )
-            }
+            update={"images": StepImages(runtime=images.runtime.id, trainer=images.trainer.id)}
         )
     workdir = Path(settings.workdir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -117,7 +115,9 @@ def run_pipeline(
                 str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
             )
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        with _task_runner(workdir, records, images, display) as runner:
+        outside = [Path(arguments["dataset"])] if "dataset" in arguments else []
+        outside = [path for path in outside if path.exists() and workdir not in path.parents]
+        with _task_runner(workdir, records, images, display, outside) as runner:
             local.init(
                 runner=runner,
                 pipeline_root=str(workdir / "pipeline-root"),
@@ -136,9 +136,14 @@ def run_pipeline(
 
 @contextlib.contextmanager
 def _task_runner(
-    workdir: Path, records: Path, images: BuiltImages | None, display: RunDisplay
+    workdir: Path,
+    records: Path,
+    images: BuiltImages | None,
+    display: RunDisplay,
+    read_only: list[Path],
 ) -> Iterator[object]:
-    """kfp.local's runner: a subprocess here, or the images' containers."""
+    """kfp.local's runner: a subprocess here, or the images' containers (which also see
+    `read_only`, a dataset outside the work folder)."""
     from kfp import local
 
     if images is None:
@@ -151,7 +156,13 @@ def _task_runner(
         group = container_runner.share_with_image_user(workdir)
         with (
             container_runner.group_writable_umask(),
-            container_runner.honest_docker_tasks(workdir, display.note_container, group=group),
+            container_runner.honest_docker_tasks(
+                workdir,
+                display.note_container,
+                group=group,
+                read_only=read_only,
+                names={built.id: built.reference for built in (images.runtime, images.trainer)},
+            ),
         ):
             yield container_runner.docker_runner()
 

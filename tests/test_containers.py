@@ -104,6 +104,7 @@ def test_a_component_runs_as_the_image_user_with_the_installed_package(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_the_local_pipeline_runs_with_every_step_in_its_image(
     images: BuiltImages, tmp_path: Path
 ) -> None:

@@ -299,3 +299,26 @@ def test_a_containerized_local_run_puts_each_step_on_its_image(tmp_path: Path) -
     images = {n: e["container"]["image"] for n, e in executors.items() if "container" in e}
     assert images.pop("exec-train-op") == images.pop("exec-evaluate-op") == "localhost/t:1"
     assert set(images.values()) == {"localhost/r:1"}
+
+
+def test_a_local_build_is_never_pushed_to_the_clusters_registry(tmp_path: Path) -> None:
+    from pipelines.image_refs import ImageRefsError, push, push_problems, read_images
+
+    built = _built(tmp_path, pushed=False)
+    local = read_images(built)
+    problems = push_problems(local)
+    assert any("local base localhost/uicap/debian-base:bookworm" in p for p in problems)
+    # Refused before the engine is asked anything (no engine by that name exists here).
+    with pytest.raises(ImageRefsError, match="not pushing a local build"):
+        push(built, "no-such-engine")
+    kernels = local.trainer.model_copy(update={"cuda_kernels": "skip"})
+    assert "CUDA_KERNELS=skip" in push_problems(local.model_copy(update={"trainer": kernels}))[0]
+    official = local.model_copy(
+        update={
+            role: getattr(local, role).model_copy(
+                update={"base": "python:3.11-slim-bookworm@sha256:" + "1" * 64, "cuda_kernels": c}
+            )
+            for role, c in (("runtime", None), ("trainer", "build"))
+        }
+    )
+    assert push_problems(official) == []

@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_IMAGES_FILE = Path("images/built.json")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-ImageRole = Literal["runtime", "trainer"]
 
 
 class ImageRefsError(ValueError):

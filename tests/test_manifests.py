@@ -1,12 +1,15 @@
 """manifests/: each overlay rendered by kustomize, validated strictly, and held to its promises.
 
 Rendering uses the real kustomize (kubectl's built-in one, or a standalone binary). Every
-rendered document is validated by kubernetes-validate in strict mode against the newest
-Kubernetes version it ships. The rest checks what a platform team relies on: a locked-down
-tracking server with probes and resources, a NetworkPolicy that admits exactly the
-pipeline and serving namespaces, a least-privilege Role, no literal secret in prod, and
-the dev and prod backend stores. The checks that could pass vacuously are run once on a
-broken copy, to show they catch what they are for.
+rendered document is validated strictly: built-in kinds by kubernetes-validate against the
+newest Kubernetes version it ships, Kubeflow Trainer's kinds against the v2.3.0 CRDs
+vendored in tests/schemas/ (tests/support/crd_schema.py). The rest checks what a platform
+team relies on: a locked-down tracking server with probes and resources, a NetworkPolicy
+that admits exactly the pipeline and serving namespaces, a least-privilege Role, no
+literal secret in prod, the dev and prod backend stores, and a TrainingRuntime whose
+failure policy restarts every rank after a preemption without spending a restart. The
+checks that could pass vacuously are run once on a broken copy, to show they catch what
+they are for.
 """
 
 from __future__ import annotations
@@ -27,6 +30,20 @@ import pytest
 import yaml
 
 from pipelines.settings import load_settings
+from tests.support.crd_schema import (
+    CLUSTERTRAININGRUNTIME_CRD,
+    TRAINER_COMMIT,
+    TRAINER_CRDS,
+    TRAINER_VERSION,
+    TRAININGRUNTIME_CRD,
+    TRAINJOB_CRD,
+    UPSTREAM_BLOBS,
+    assert_valid,
+    cel_rules,
+    crd_errors,
+    git_blob_id,
+    validate_against_crd,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
@@ -35,6 +52,15 @@ TARGETS = ("base", "overlays/dev", "overlays/prod")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "CronJob"}
 PIPELINE_NAMESPACE = "kubeflow"
 SERVING_NAMESPACE = "serving"
+# Kubeflow Trainer's kinds are validated against its vendored CRDs, not kubernetes-validate
+# (which knows only built-in kinds); a kind of that group without a CRD here fails.
+TRAINER_GROUP = "trainer.kubeflow.org"
+TRAINER_KINDS = {
+    "TrainJob": TRAINJOB_CRD,
+    "TrainingRuntime": TRAININGRUNTIME_CRD,
+    "ClusterTrainingRuntime": CLUSTERTRAININGRUNTIME_CRD,
+}
+RUNTIME = "uicap-torch-distributed"
 
 Doc = dict[str, Any]
 
@@ -87,6 +113,15 @@ def pod_spec(workload: Doc) -> Doc:
     if workload["kind"] == "CronJob":
         spec = spec["jobTemplate"]["spec"]
     return spec["template"]["spec"]
+
+
+def runtime_job(runtime: Doc) -> Doc:
+    """The Job spec of a TrainingRuntime's first replicated job (ours has one, `node`)."""
+    return runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]
+
+
+def runtime_pod(runtime: Doc) -> Doc:
+    return runtime_job(runtime)["template"]["spec"]
 
 
 def all_containers(spec: Doc) -> list[Doc]:
@@ -194,8 +229,41 @@ def admitted_namespaces(policy: Doc) -> set[str] | None:
 
 
 READ_VERBS = {"get", "list", "watch"}
-# Argo's executor writes its step results; nothing else may be written.
-WRITES_ALLOWED = {("argoproj.io", "workflowtaskresults"): {"create", "patch"}}
+# Argo's executor writes its step results and the trainjob launcher creates and deletes
+# its TrainJobs; nothing else may be written.
+WRITES_ALLOWED = {
+    ("argoproj.io", "workflowtaskresults"): {"create", "patch"},
+    (TRAINER_GROUP, "trainjobs"): {"create", "delete"},
+}
+
+
+# (API group, resource, verb, resource names) the pipeline's Role grants, exactly: what
+# KFP's driver and launcher and Argo's executor need, and what the trainjob launcher needs
+# to run, follow and clean up its TrainJobs.
+EXPECTED_GRANTS = {
+    ("", "pods", "get", ()),
+    ("", "configmaps", "get", ("kfp-launcher",)),
+    ("argoproj.io", "workflowtaskresults", "create", ()),
+    ("argoproj.io", "workflowtaskresults", "patch", ()),
+    *{("", "pods", verb, ()) for verb in ("list", "watch")},
+    ("", "pods/log", "get", ()),
+    *{("", "events", verb, ()) for verb in ("get", "list", "watch")},
+    *{
+        (TRAINER_GROUP, "trainjobs", verb, ())
+        for verb in ("create", "get", "list", "watch", "delete")
+    },
+    *{(TRAINER_GROUP, "trainingruntimes", verb, ()) for verb in ("get", "list")},
+}
+
+
+def granted_permissions(role: Doc) -> set[tuple[str, str, str, tuple[str, ...]]]:
+    return {
+        (group, resource, verb, tuple(sorted(rule.get("resourceNames", []))))
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 def rbac_problems(docs: list[Doc]) -> list[str]:
@@ -230,6 +298,108 @@ def literal_secrets(docs: list[Doc]) -> list[str]:
     ]
 
 
+# Failure-policy rule names, as JobSet's webhook checks them (the CRD's description says so;
+# the schema itself has no pattern).
+JOBSET_RULE_NAME = r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?"
+# The JobSet actions that restart without counting: only a preemption may trigger them, or
+# a crash-looping job would restart forever.
+FREE_RESTARTS = {"RestartJobSetAndIgnoreMaxRestarts", "RestartJobAndIgnoreMaxRestarts"}
+DISRUPTION_RULE = {
+    "action": "FailJob",
+    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+}
+
+
+def key_paths(node: Any, key: str, path: str = "") -> list[str]:
+    """Every place `key` appears in a nested document, as dotted paths."""
+    found = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            here = f"{path}.{k}".lstrip(".")
+            if k == key:
+                found.append(here)
+            found += key_paths(v, key, here)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found += key_paths(v, key, f"{path}[{i}]")
+    return found
+
+
+def runtime_problems(runtime: Doc) -> list[str]:
+    """The stock torch runtime's shape, plus a failure policy that restarts every rank
+    after a preemption without spending a restart and never loops."""
+    where = f"TrainingRuntime/{runtime['metadata']['name']}"
+    problems = [
+        f"{where}: {path} is set (the TrainJob would recreate its JobSet in a loop)"
+        for path in key_paths(runtime, "ttlSecondsAfterFinished")
+    ]
+    spec = runtime["spec"]
+    if spec.get("mlPolicy") != {"numNodes": 1, "torch": {}}:
+        problems.append(f"{where}: mlPolicy is not the torch policy with numNodes 1")
+    jobset = spec["template"]["spec"]
+    failure = jobset.get("failurePolicy", {})
+    restarts = failure.get("maxRestarts")
+    if not isinstance(restarts, int) or restarts < 1:
+        problems.append(f"{where}: failurePolicy.maxRestarts is {restarts!r}, not a count")
+    rules = failure.get("rules", [])
+    for rule in rules:
+        if not re.fullmatch(JOBSET_RULE_NAME, rule.get("name", "")):
+            problems.append(f"{where}: failure rule name {rule.get('name')!r} is refused by JobSet")
+        if rule.get("action") in FREE_RESTARTS and rule.get("onJobFailureReasons") != [
+            "PodFailurePolicy"
+        ]:
+            problems.append(f"{where}: {rule.get('name')} restarts for free on any failure")
+    # Rules are tried in order and the first match wins; an empty list matches every reason.
+    reasons = [r.get("onJobFailureReasons") or ["PodFailurePolicy"] for r in rules]
+    first = next((r for r, rs in zip(rules, reasons, strict=True) if "PodFailurePolicy" in rs), {})
+    if (
+        first.get("action") != "RestartJobSetAndIgnoreMaxRestarts"
+        or first.get("targetReplicatedJobs")
+        or first.get("onJobFailureMessagePatterns")
+    ):
+        problems.append(f"{where}: a preempted pod does not restart the JobSet for free")
+
+    trainers = [
+        r
+        for r in jobset["replicatedJobs"]
+        if r["template"]
+        .get("metadata", {})
+        .get("labels", {})
+        .get("trainer.kubeflow.org/trainjob-ancestor-step")
+        == "trainer"
+    ]
+    if [r["name"] for r in trainers] != ["node"]:
+        problems.append(f"{where}: no single replicated job `node` labelled as the trainer")
+        return problems
+    (node,) = trainers
+    if node.get("replicas", 1) != 1:  # Trainer's webhook refuses any other count
+        problems.append(f"{where}: node has replicas {node['replicas']}; nodes come from numNodes")
+    job = node["template"]["spec"]
+    if job.get("backoffLimit") != 0:
+        problems.append(f"{where}: backoffLimit is {job.get('backoffLimit')!r}, not 0")
+    pod_rules = job.get("podFailurePolicy", {}).get("rules", [])
+    if not pod_rules or pod_rules[0] != DISRUPTION_RULE:
+        problems.append(f"{where}: a DisruptionTarget pod does not fail the Job first")
+    pod = job["template"]["spec"]
+    if pod.get("restartPolicy") != "Never":  # podFailurePolicy needs it
+        problems.append(f"{where}: restartPolicy is {pod.get('restartPolicy')!r}, not Never")
+    if [c["name"] for c in pod["containers"]] != ["node"]:
+        problems.append(f"{where}: the containers are not exactly one named `node`")
+    pod_security = pod.get("securityContext", {})
+    if pod_security.get("runAsNonRoot") is not True:
+        problems.append(f"{where}: pod does not set runAsNonRoot")
+    if pod_security.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append(f"{where}: seccompProfile is not RuntimeDefault")
+    for c in pod["containers"]:
+        sc = c.get("securityContext", {})
+        capabilities = sc.get("capabilities", {})
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}/{c['name']}: allowPrivilegeEscalation is not false")
+        if capabilities.get("drop") != ["ALL"] or capabilities.get("add"):
+            problems.append(f"{where}/{c['name']}: does not drop ALL capabilities")
+    return problems
+
+
 # --- every document validates ---------------------------------------------------------
 
 
@@ -249,6 +419,10 @@ def test_every_rendered_document_validates_strictly(target: str) -> None:
     assert docs
     for doc in docs:
         where = f"{target}: {doc['kind']}/{doc['metadata']['name']}"
+        if doc["apiVersion"].partition("/")[0] == TRAINER_GROUP:
+            assert doc["kind"] in TRAINER_KINDS, f"{where}: no vendored CRD for this kind"
+            assert_valid(doc, TRAINER_KINDS[doc["kind"]])
+            continue
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as error:
@@ -267,6 +441,114 @@ def test_strict_validation_rejects_a_misspelt_field() -> None:
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, version, strict=False)
+
+
+# --- the CRD validator and the vendored Kubeflow Trainer CRDs ---------------------------
+
+
+def test_the_vendored_trainer_crds_are_the_published_ones_unchanged() -> None:
+    assert TRAINER_CRDS.name == f"kubeflow-trainer-{TRAINER_VERSION}"
+    for path, blob in UPSTREAM_BLOBS.items():
+        assert git_blob_id(path) == blob, f"{path.name} differs from {TRAINER_VERSION}'s"
+    readme = (TRAINER_CRDS / "README.md").read_text()
+    for fact in (TRAINER_VERSION, TRAINER_COMMIT, "Apache License 2.0", *UPSTREAM_BLOBS.values()):
+        assert fact in readme, fact
+    assert "Apache License" in (TRAINER_CRDS / "LICENSE").read_text()
+
+
+def test_the_crd_validator_names_the_path_of_each_failure() -> None:
+    runtime = one(overlay("prod"), "TrainingRuntime", RUNTIME)
+    assert crd_errors(runtime, TRAININGRUNTIME_CRD) == []
+    validate_against_crd(runtime, TRAININGRUNTIME_CRD)
+    job_path = "spec.template.spec.replicatedJobs[0].template.spec"
+    pod_path = f"{job_path}.template.spec"
+
+    unknown = copy.deepcopy(runtime)
+    unknown["spec"]["template"]["spec"]["failurePolicy"]["maxRestart"] = 3
+    assert crd_errors(unknown, TRAININGRUNTIME_CRD) == [
+        "spec.template.spec.failurePolicy.maxRestart: unknown field (not in the CRD schema)"
+    ]
+    wrong_type = copy.deepcopy(runtime)
+    runtime_job(wrong_type)["backoffLimit"] = "0"
+    assert crd_errors(wrong_type, TRAININGRUNTIME_CRD) == [
+        f"{job_path}.backoffLimit: '0' is not of type 'integer'"
+    ]
+    missing = copy.deepcopy(runtime)
+    del runtime_pod(missing)["containers"][0]["name"]
+    assert crd_errors(missing, TRAININGRUNTIME_CRD) == [
+        f"{pod_path}.containers[0].name: required field is missing"
+    ]
+    # All of them at once, each named, in the AssertionError a test sees.
+    broken = copy.deepcopy(missing)
+    broken["spec"]["template"]["spec"]["failurePolicy"]["maxRestart"] = 3
+    broken["spec"]["template"]["spec"]["failurePolicy"]["rules"][0]["action"] = "Restart"
+    broken["metadata"]["labels"]["trainer.kubeflow.org/framework"] = "not a label value"
+    with pytest.raises(AssertionError) as caught:
+        assert_valid(broken, TRAININGRUNTIME_CRD)
+    message = str(caught.value)
+    for path in (
+        "spec.template.spec.failurePolicy.maxRestart: unknown field",
+        "spec.template.spec.failurePolicy.rules[0].action: 'Restart' is not one of",
+        f"{pod_path}.containers[0].name: required field is missing",
+        "metadata.labels['trainer.kubeflow.org/framework']: 'not a label value' does not match",
+    ):
+        assert path in message, message
+
+
+def test_the_crd_validator_applies_kubernetes_schema_extensions() -> None:
+    runtime = one(overlay("prod"), "TrainingRuntime", RUNTIME)
+    (node,) = runtime_pod(runtime)["containers"]
+    where = "spec.template.spec.replicatedJobs[0].template.spec.template.spec.containers[0]"
+    # x-kubernetes-int-or-string: a quantity is an integer or a string, never a float.
+    node["resources"] = {"limits": {"nvidia.com/gpu": 1, "memory": "128Gi", "cpu": 0.5}}
+    # x-kubernetes-list-type: map keyed by containerPort and protocol (default TCP).
+    node["ports"] = [{"containerPort": 29500}, {"containerPort": 29500, "protocol": "TCP"}]
+    # format: int32.
+    runtime["spec"]["mlPolicy"]["numNodes"] = 2**31
+    assert crd_errors(runtime, TRAININGRUNTIME_CRD) == [
+        "spec.mlPolicy.numNodes: 2147483648 is not a valid int32",
+        f"{where}.ports[1]: duplicate entry (containerPort=29500, protocol='TCP'); "
+        "item 0 has the same key",
+        f"{where}.resources.limits.cpu: 0.5 must be an integer or a string",
+    ]
+    # The kind and the served apiVersion are the CRD's, and metadata is ObjectMeta.
+    other = {**runtime, "apiVersion": "trainer.kubeflow.org/v1", "kind": "TrainJob"}
+    assert crd_errors(other, TRAININGRUNTIME_CRD) == [
+        "kind: 'TrainJob' is not 'TrainingRuntime'",
+        "apiVersion: 'trainer.kubeflow.org/v1' is not one of ['trainer.kubeflow.org/v1alpha1']",
+    ]
+    nameless = copy.deepcopy(one(overlay("prod"), "TrainingRuntime", RUNTIME))
+    nameless["metadata"]["uuid"] = nameless["metadata"].pop("name")
+    assert crd_errors(nameless, TRAININGRUNTIME_CRD) == [
+        "metadata.name: required field is missing",
+        "metadata.uuid: unknown field (not in the CRD schema)",
+    ]
+
+
+def test_a_trainjob_on_our_runtime_validates_and_cel_rules_are_listed_not_checked() -> None:
+    trainjob = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "uicap-run-train", "namespace": PIPELINE_NAMESPACE},
+        "spec": {
+            # kind defaults to ClusterTrainingRuntime: a namespaced runtime must say so.
+            "runtimeRef": {"name": RUNTIME, "kind": "TrainingRuntime"},
+            "trainer": {
+                "numNodes": 2,
+                "command": ["torchrun"],
+                "args": ["-m", "components.train"],
+                "resourcesPerNode": {"limits": {"nvidia.com/gpu": 1}},
+            },
+        },
+    }
+    assert_valid(trainjob, TRAINJOB_CRD)
+    trainjob["spec"]["trainer"]["nodes"] = 2
+    assert crd_errors(trainjob, TRAINJOB_CRD) == [
+        "spec.trainer.nodes: unknown field (not in the CRD schema)"
+    ]
+    # The name rules are CEL, which this validator does not run: a test checks them itself.
+    rules = {(path, rule) for path, rule, _ in cel_rules(TRAINJOB_CRD)}
+    assert ("<root>", "size(self.metadata.name) <= 63") in rules
 
 
 # --- the tracking server ----------------------------------------------------------------
@@ -400,15 +682,7 @@ def test_the_pipeline_runner_has_a_least_privilege_role(name: str) -> None:
     assert binding["roleRef"]["kind"] == "Role"
     role = one(docs, "Role", binding["roleRef"]["name"])
     assert role["metadata"]["namespace"] == PIPELINE_NAMESPACE
-    granted = {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-    assert ("", "pods", "get") in granted
-    assert ("argoproj.io", "workflowtaskresults", "create") in granted
+    assert granted_permissions(role) == EXPECTED_GRANTS
 
 
 def test_the_rbac_check_catches_wildcards_and_cluster_roles() -> None:
@@ -424,6 +698,15 @@ def test_the_rbac_check_catches_wildcards_and_cluster_roles() -> None:
         "{'apiGroups': [''], 'resources': ['pods'], 'verbs': ['*']}",
         "Role/uicap-pipeline-runner: ['*'] on core/pods",
     ]
+    role = one(overlay("prod"), "Role", "uicap-pipeline-runner")
+    trainjobs = next(r for r in role["rules"] if r["resources"] == ["trainjobs"])
+    trainjobs["verbs"].append("patch")
+    assert rbac_problems([role]) == [
+        "Role/uicap-pipeline-runner: ['patch'] on trainer.kubeflow.org/trainjobs"
+    ]
+    assert granted_permissions(role) - EXPECTED_GRANTS == {
+        (TRAINER_GROUP, "trainjobs", "patch", ())
+    }
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
@@ -453,6 +736,89 @@ def test_the_hf_cache_is_shared_across_zones_and_writable_by_the_images_user(nam
     }
     # A share needs no zone: the job is not tied to the GPU pool.
     assert "nodeSelector" not in spec
+
+
+# --- the Kubeflow Trainer runtime ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_training_runtime_validates_strictly_against_the_trainer_crd(name: str) -> None:
+    (runtime,) = find(overlay(name), "TrainingRuntime")
+    assert runtime["metadata"]["name"] == RUNTIME
+    # TrainJobs reference a namespaced runtime in their own namespace: the pipeline's.
+    assert runtime["metadata"]["namespace"] == PIPELINE_NAMESPACE
+    assert_valid(runtime, TRAININGRUNTIME_CRD)
+
+
+def test_strict_crd_validation_rejects_a_misspelt_failure_policy() -> None:
+    runtime = one(overlay("prod"), "TrainingRuntime", RUNTIME)
+    rule = runtime["spec"]["template"]["spec"]["failurePolicy"]["rules"][0]
+    rule["onJobFailureReason"] = rule.pop("onJobFailureReasons")
+    job = runtime_job(runtime)
+    job["podFailurePolicy"]["rules"][0]["onPodCondition"] = job["podFailurePolicy"]["rules"][0].pop(
+        "onPodConditions"
+    )
+    # A server without strict field validation would drop both and run with no policy.
+    assert crd_errors(runtime, TRAININGRUNTIME_CRD) == [
+        "spec.template.spec.failurePolicy.rules[0].onJobFailureReason: "
+        "unknown field (not in the CRD schema)",
+        "spec.template.spec.replicatedJobs[0].template.spec.podFailurePolicy.rules[0]."
+        "onPodCondition: unknown field (not in the CRD schema)",
+    ]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_training_runtime_restarts_every_rank_after_a_preemption_for_free(name: str) -> None:
+    runtime = one(overlay(name), "TrainingRuntime", RUNTIME)
+    assert runtime_problems(runtime) == []
+    failure = runtime["spec"]["template"]["spec"]["failurePolicy"]
+    assert failure["rules"] == [
+        {
+            "name": "restartOnDisruption",
+            "action": "RestartJobSetAndIgnoreMaxRestarts",
+            "onJobFailureReasons": ["PodFailurePolicy"],
+        }
+    ]
+    assert failure["maxRestarts"] == 3
+    assert key_paths(runtime, "ttlSecondsAfterFinished") == []
+    assert len(runtime["spec"]["template"]["spec"]["replicatedJobs"]) == 1
+    (trainer,) = runtime_pod(runtime)["containers"]
+    assert trainer["name"] == "node"  # where the torch plugin injects PET_*
+    kube = load_settings("gke").kubernetes
+    assert kube is not None
+    assert trainer["image"] == kube.trainer_image
+
+
+def test_the_runtime_check_catches_a_looping_or_costly_failure_policy() -> None:
+    runtime = one(overlay("prod"), "TrainingRuntime", RUNTIME)
+    jobset = runtime["spec"]["template"]["spec"]
+    jobset["ttlSecondsAfterFinished"] = 0
+    jobset["failurePolicy"]["rules"][0]["onJobFailureReasons"] = []
+    jobset["failurePolicy"]["rules"][0]["name"] = "restart-on-disruption"
+    job = runtime_job(runtime)
+    job["backoffLimit"] = 6
+    job["podFailurePolicy"]["rules"].insert(
+        0, {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    )
+    pod = job["template"]["spec"]
+    del pod["restartPolicy"]
+    pod["containers"][0]["name"] = "trainer"
+    where = f"TrainingRuntime/{RUNTIME}"
+    assert runtime_problems(runtime) == [
+        f"{where}: spec.template.spec.ttlSecondsAfterFinished is set "
+        "(the TrainJob would recreate its JobSet in a loop)",
+        f"{where}: failure rule name 'restart-on-disruption' is refused by JobSet",
+        f"{where}: restart-on-disruption restarts for free on any failure",
+        f"{where}: backoffLimit is 6, not 0",
+        f"{where}: a DisruptionTarget pod does not fail the Job first",
+        f"{where}: restartPolicy is None, not Never",
+        f"{where}: the containers are not exactly one named `node`",
+    ]
+    # Without the free rule, a preemption would spend one of maxRestarts.
+    jobset["failurePolicy"]["rules"] = []
+    assert f"{where}: a preempted pod does not restart the JobSet for free" in runtime_problems(
+        runtime
+    )
 
 
 # --- dev and prod backends ----------------------------------------------------------------

@@ -31,6 +31,7 @@ from pipelines.commands import serving as _serving  # noqa: E402
 from pipelines.commands import serving_check as _serving_check  # noqa: E402
 from pipelines.commands import tiny_model as _tiny_model  # noqa: E402
 from pipelines.commands import train as _train  # noqa: E402
+from pipelines.commands import trainjob as _trainjob  # noqa: E402
 
 app.command("compile")(_pipeline.compile)
 app.add_typer(_config.app, name="config")
@@ -52,6 +53,7 @@ app.command("serving-check")(_serving_check.serving_check)
 app.command("submit")(_kfp_ops.submit)
 app.command("tiny-model")(_tiny_model.tiny_model)
 app.command("train")(_train.train)
+app.add_typer(_trainjob.app, name="trainjob")
 
 
 def main() -> None:

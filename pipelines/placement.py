@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from kfp import dsl, kubernetes
 
+from components.trainjob.manifest import SecretKeyEnv, TrainJobTemplate
 from pipelines.settings import SecretEnv, Settings
 
 HF_CACHE_MOUNT = "/hf-cache"
 SHM_VOLUME = "dshm"
+# How long a TrainJob launcher may wait, beyond the training timeout, for admission.
+LAUNCHER_QUEUE_ALLOWANCE_S = 6 * 3600
 
 
 def use_secret(task: dsl.PipelineTask, secret: SecretEnv | None) -> dsl.PipelineTask:
@@ -72,6 +75,23 @@ def gpu_step(task: dsl.PipelineTask, name: str, settings: Settings) -> dsl.Pipel
     return task
 
 
+def trainjob_launcher_step(
+    task: dsl.PipelineTask, name: str, settings: Settings
+) -> dsl.PipelineTask:
+    """The train task as a TrainJob launcher: a CPU pod in the runtime image that asks for
+    no GPU (the job's nodes hold them). It resolves the base's revision on the Hub (the
+    token), may wait for Kueue before the job's own deadline starts, and is retried safely:
+    a retry attaches to, or resumes, the job its first attempt created."""
+    kube = settings.kubernetes
+    if kube is None:
+        raise ValueError("settings have no kubernetes group: a TrainJob needs the gke profile")
+    cpu_step(task, name, settings, secret=kube.hf_token_secret)
+    # The job's deadline runs from admission; a queue may hold it a while before that.
+    kubernetes.set_timeout(task, kube.train_timeout_seconds + LAUNCHER_QUEUE_ALLOWANCE_S)
+    task.set_retry(num_retries=kube.retries, backoff_duration="60s", backoff_factor=2.0)
+    return task
+
+
 def use_hub_cache(task: dsl.PipelineTask, settings: Settings) -> dsl.PipelineTask:
     """Mount the Hub cache claim the settings name as HF_HOME (ingest, prepare, train,
     evaluate)."""
@@ -126,3 +146,40 @@ def apply_h100_placement(task: dsl.PipelineTask, settings: Settings) -> dsl.Pipe
     kubernetes.set_timeout(task, kube.train_timeout_seconds)
     task.set_retry(num_retries=kube.retries, backoff_duration="60s", backoff_factor=2.0)
     return task
+
+
+def trainjob_template(settings: Settings) -> TrainJobTemplate:
+    """The TrainJob the train launcher creates, from the same settings as the pod launcher:
+    image, H100 placement, Secrets, Hub cache, /dev/shm and timeout; one training process
+    per GPU on each of `train_nodes` nodes."""
+    kube = settings.kubernetes
+    if kube is None:
+        raise ValueError("settings have no kubernetes group: a TrainJob needs the gke profile")
+    secrets = [kube.hf_token_secret, kube.mlflow_credentials_secret]
+    return TrainJobTemplate(
+        runtime=kube.training_runtime,
+        image=kube.trainer_image,
+        num_nodes=kube.train_nodes,
+        proc_per_node=kube.accelerator_count,
+        accelerator_type=kube.accelerator_type,
+        gpus_per_node=kube.accelerator_count,
+        cpu_limit=kube.train_cpu_limit,
+        memory_limit=kube.train_memory_limit,
+        node_selector=dict(kube.node_selector),
+        tolerations=[t.model_dump(exclude_none=True) for t in kube.tolerations],
+        secret_env=[
+            SecretKeyEnv(secret=secret.name, key=key, env=env)
+            for secret in secrets
+            if secret is not None
+            for key, env in secret.key_to_env.items()
+        ],
+        service_account=kube.service_account,
+        # A ReadWriteOnce claim attaches to one node: several nodes download the base each.
+        hf_cache_pvc=kube.hf_cache_pvc
+        if kube.train_nodes == 1 or kube.hf_cache_read_write_many
+        else None,
+        shm_size=kube.shm_size,
+        active_deadline_seconds=kube.train_timeout_seconds,
+        kueue_queue=kube.kueue_queue,
+        namespace=kube.trainjob_namespace,
+    )

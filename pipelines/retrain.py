@@ -40,7 +40,8 @@ from components.outcome.component import notify_op
 from components.prepare.component import prepare_op
 from components.register.component import champion_op, gate_op, promote_op, register_op
 from components.train.component import train_op
-from pipelines.placement import cpu_step, gpu_step
+from components.trainjob.component import trainjob_op
+from pipelines.placement import cpu_step, gpu_step, trainjob_launcher_step, trainjob_template
 from pipelines.settings import Settings
 
 PIPELINE_NAME = "uicap-retrain"
@@ -63,6 +64,8 @@ def build_retrain_pipeline(settings: Settings) -> Any:
         f"{settings.pipeline_root.rstrip('/')}/checkpoints" if kube is not None else ""
     )
     webhook_env = settings.notify.webhook_url_env or ""
+    uses_trainjob = kube is not None and kube.train_launcher == "trainjob"
+    trainjob_default = trainjob_template(settings).to_parameter() if uses_trainjob else ""
     # Network steps retry on a cluster; locally a failure is a bug to show at once.
     network_retries = 2 if kube is not None else 0
 
@@ -88,6 +91,7 @@ def build_retrain_pipeline(settings: Settings) -> Any:
         records_root: str = records_default,
         checkpoint_root: str = checkpoints_default,
         reuse_root: str = reuse_default,
+        trainjob: str = trainjob_default,
     ) -> None:
         notify = notify_op(records_root=records_root, run_id=RUN_ID, webhook_url_env=webhook_env)
         cpu_step(notify, "notify", settings, cached=False, secret=settings.notify.webhook_secret)
@@ -154,17 +158,32 @@ def build_retrain_pipeline(settings: Settings) -> Any:
                 )
                 general.set_display_name("general-holdout")
 
-                train = train_op(
-                    data=prepare.outputs["prepared"],
-                    base_model=base_model,
-                    config=train_config,
-                    base_revision=lineage.outputs["base_revision"],
-                    checkpoint_uri=lineage.outputs["checkpoint_uri"],
-                    registry=registry,
-                    nproc_per_node=nproc_per_node,
-                    replay=general.output,
-                )
-                gpu_step(train, "train", settings)
+                if uses_trainjob:
+                    # A CPU launcher creates a TrainJob across nodes and waits for it.
+                    train = trainjob_op(
+                        data=prepare.outputs["prepared"],
+                        base_model=base_model,
+                        template=trainjob,
+                        config=train_config,
+                        base_revision=lineage.outputs["base_revision"],
+                        checkpoint_uri=lineage.outputs["checkpoint_uri"],
+                        registry=registry,
+                        pipeline_run_id=RUN_ID,
+                        replay=general.output,
+                    )
+                    trainjob_launcher_step(train, "train", settings)
+                else:
+                    train = train_op(
+                        data=prepare.outputs["prepared"],
+                        base_model=base_model,
+                        config=train_config,
+                        base_revision=lineage.outputs["base_revision"],
+                        checkpoint_uri=lineage.outputs["checkpoint_uri"],
+                        registry=registry,
+                        nproc_per_node=nproc_per_node,
+                        replay=general.output,
+                    )
+                    gpu_step(train, "train", settings)
 
                 champion = champion_op(registry=registry)
                 cpu_step(

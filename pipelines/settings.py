@@ -176,10 +176,35 @@ class KubernetesSettings(_Group):
     # A claim mounted as HF_HOME, so weights download once, not per run (the manifests'
     # uicap-hf-cache is ReadWriteOnce: one GPU node uses it at a time).
     hf_cache_pvc: KubernetesName | None = None
+    # The claim can be mounted by several nodes at once (e.g. Filestore): only then does a
+    # TrainJob of several nodes mount it; otherwise each of its nodes downloads the base.
+    hf_cache_read_write_many: bool = False
     # /dev/shm for data-loader workers and NCCL (a memory-backed emptyDir).
     shm_size: Quantity = "16Gi"
     train_timeout_seconds: int = Field(6 * 3600, ge=60)
     retries: int = Field(1, ge=0)
+    # `pod`: the train task is the training pod (one node). `trainjob`: the train task is a
+    # small CPU launcher that creates a Kubeflow Trainer TrainJob of `train_nodes` nodes,
+    # each with `accelerator_count` GPUs, and waits for it.
+    train_launcher: Literal["pod", "trainjob"] = "pod"
+    train_nodes: int = Field(1, ge=1)
+    # The TrainingRuntime the TrainJob names (manifests/base/pipeline/ ships this one).
+    training_runtime: KubernetesName = "uicap-torch-distributed"
+    # A Kueue LocalQueue: the TrainJob waits, suspended, until Kueue admits it.
+    kueue_queue: KubernetesName | None = None
+    # The TrainJob's namespace; None: the launcher pod's own (the pipeline's namespace).
+    trainjob_namespace: KubernetesName | None = None
+
+    @model_validator(mode="after")
+    def _nodes_need_a_trainjob(self) -> KubernetesSettings:
+        if self.train_nodes > 1 and self.train_launcher != "trainjob":
+            raise ValueError(
+                f"train_nodes={self.train_nodes} needs train_launcher=trainjob: "
+                "the pod launcher trains on one node"
+            )
+        if self.kueue_queue and self.train_launcher != "trainjob":
+            raise ValueError("kueue_queue applies to the trainjob launcher only")
+        return self
 
     @model_validator(mode="after")
     def _images_are_pinned(self) -> KubernetesSettings:

@@ -32,17 +32,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m components.train", description="Run one training job (train_job.json)."
     )
-    parser.add_argument(
-        "job", type=Path, help="The job file the train step or `uicap train` wrote."
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "job", type=Path, nargs="?", help="The job file the train step or `uicap train` wrote."
+    )
+    source.add_argument(
+        "--job-json", help="The job itself, as a TrainJob's nodes get it (gs:// locations)."
     )
     args = parser.parse_args(argv)
 
+    from components.train.node_local import localize, publish_output
     from components.train.recipe import Preempted, ResumeMismatchError
     from components.train.run import TrainJob, describe, train
 
     _log_to_stderr()
+    job = TrainJob.model_validate_json(args.job_json) if args.job_json else TrainJob.read(args.job)
+    job, publish_to = localize(job)
     try:
-        recipe = train(TrainJob.read(args.job))
+        recipe = train(job)
     except Preempted as stop:
         print(f"stopped: {stop}", file=sys.stderr, flush=True)
         return 128 + stop.signum
@@ -50,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot resume: {error}", file=sys.stderr, flush=True)
         return EXIT_RESUME_MISMATCH
     if recipe.accelerator.is_main_process:
+        if publish_to:
+            publish_output(recipe.output, publish_to)
         print(describe(recipe), flush=True)
     return 0
 

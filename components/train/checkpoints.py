@@ -162,6 +162,23 @@ class CheckpointStore:
             log.warning("skipping torn checkpoint %s: %s", checkpoint.path, reason)
         return None
 
+    def ensure_local(self, step: int) -> Path:
+        """The whole checkpoint of `step` on this node's disk, fetched from the mirror when
+        this node lacks it (another node of a TrainJob sealed it)."""
+        name = self.step_name(step)
+        local = self.root / name
+        if local.is_dir() and torn_reason(local) is None:
+            return local
+        if not self.mirror:
+            raise FileNotFoundError(
+                f"{local} is not on this node and there is no gs:// mirror to fetch it from: "
+                "a job of several nodes needs a checkpoint_uri they all reach"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self._fetch(name):
+            raise FileNotFoundError(f"{self._remote(name)} is torn or missing")
+        return local
+
     def prune(self, keep_best: int | None) -> None:
         """Keep the last `keep_last` whole checkpoints and only the best snapshot in use."""
         whole = [c for c in self.checkpoints() if torn_reason(c.path, hashes=False) is None]

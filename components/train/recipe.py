@@ -50,6 +50,7 @@ from components.train.data import (
     make_loader,
     resolve_workers,
 )
+from components.train.rank_files import gather_to_main
 from components.train.targets import frozen_towers
 from components.train.tracking import RunTracker
 from components.train.trainable import adamw_groups, checkpointing, make_trainable, precision
@@ -289,6 +290,19 @@ class TrainRecipe:
         self.total_steps = cfg.schedule.max_steps or max(
             1, math.ceil(cfg.schedule.epochs * steps_per_epoch)
         )
+        # The config sets the per-process batch: more processes mean a larger effective
+        # batch (and fewer steps per epoch), so the run says what it is.
+        self.effective_batch = cfg.batch.batch_size * cfg.batch.grad_accum * acc.num_processes
+        log.info(
+            "effective batch %d = %d per process x %d accumulation x %d processes; "
+            "%d steps of %d micro-batches per epoch per process",
+            self.effective_batch,
+            cfg.batch.batch_size,
+            cfg.batch.grad_accum,
+            acc.num_processes,
+            math.ceil(steps_per_epoch),
+            self.micro_per_epoch,
+        )
 
     def _replay_records(self, task_records: int) -> list[PreparedRecord]:
         """A seeded draw from the replay pool, `replay_fraction` × the task's records.
@@ -373,15 +387,20 @@ class TrainRecipe:
         """Restore the newest whole checkpoint, if any; returns its step."""
         from accelerate.utils import broadcast_object_list
 
+        acc = self.accelerator
         found: list[Any] = [None]
-        if self.accelerator.is_main_process:
+        if acc.is_main_process:
             latest = self.store.latest()
-            found = [str(latest.path) if latest else None]
-        if self.accelerator.num_processes > 1:
+            found = [latest.step if latest else None]
+        if acc.num_processes > 1:
             broadcast_object_list(found, from_process=0)
         if found[0] is None:
             return None
-        path = Path(found[0])
+        # The main process chose the step; every other node brings that step to its disk.
+        path = self.store.root / self.store.step_name(found[0])
+        if acc.is_local_main_process and not acc.is_main_process:
+            self.store.ensure_local(found[0])
+        acc.wait_for_everyone()
         saved = TrainerState(**json.loads((path / STATE_FILE).read_text()))
         self._check_same_run(saved.identity, path)
         self.accelerator.load_state(str(path))
@@ -413,6 +432,15 @@ class TrainRecipe:
         )
         old, new = saved.get("config", {}), current["config"]
         differing += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if differing == ["num_processes"]:
+            # Each rank's data position and RNG state belong to one world size.
+            raise ResumeMismatchError(
+                f"{path} was written by {saved['num_processes']} training processes and this "
+                f"run has {current['num_processes']}: the data order and each rank's RNG "
+                "state belong to one world size. Run with "
+                f"{saved['num_processes']} processes (train_nodes x GPUs per node) to "
+                "resume, or pass --no-resume to start over"
+            )
         raise ResumeMismatchError(
             f"{path} was written by a different run ({', '.join(differing)} differ): "
             "resume with the same command, or pass --no-resume to start over"
@@ -436,6 +464,7 @@ class TrainRecipe:
             "base_model": self.inputs.base_model,
             "data": str(self.inputs.data),
             "num_processes": self.accelerator.num_processes,
+            "effective_batch_size": self.effective_batch,
             "trainable_params": self.trainable,
             "total_params": self.total_params,
             **{f"adapted.{kind}": count for kind, count in self.adapted.items()},
@@ -654,18 +683,23 @@ class TrainRecipe:
         acc, st = self.accelerator, self.state
         name = self.store.step_name(st.step)
         staging = self.store.root / f"{name}.tmp"
-        if acc.is_main_process:
+        # Each node stages on its own disk (a TrainJob's nodes share none).
+        if acc.is_local_main_process:
             self.store.begin(name)
         acc.wait_for_everyone()
         st.identity = self._identity()
         acc.save_state(str(staging))
         acc.wait_for_everyone()
+        # Sealed only once the main process holds every rank's part.
+        gather_to_main(acc, staging)
         final = self.store.root / name
         if acc.is_main_process:
             (staging / STATE_FILE).write_text(json.dumps(asdict(st), indent=1))
-            final = self.store.commit(name, {"step": st.step})
+            final = self.store.commit(name, {"step": st.step, "num_processes": acc.num_processes})
             self.store.prune(keep_best=st.best_step)
         acc.wait_for_everyone()
+        if not acc.is_main_process and acc.is_local_main_process:
+            shutil.rmtree(staging, ignore_errors=True)  # other nodes' copies of their parts
         return final
 
     def save_best(self) -> None:

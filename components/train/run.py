@@ -214,11 +214,47 @@ def run_train_step(
     out of the output artifact. `base_revision` (the run's resolved one) replaces the
     config's.
     """
+    job = step_job(
+        data,
+        base_model,
+        output,
+        config,
+        base_revision,
+        checkpoint_uri,
+        tracking_uri,
+        pipeline_run_id,
+        replay_data,
+    )
+    code = run_child(launch_command(nproc_per_node, job.write()))
+    if code != 0:
+        reason = "stopped by a signal after checkpointing" if code in (130, 143) else "failed"
+        raise RuntimeError(f"training {reason} (exit code {code}); a retry resumes")
+    output_dir = Path(output)
+    if checkpoint_uri.startswith("gs://"):
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+    return model_summary(output_dir)
+
+
+def step_job(
+    data: str,
+    base_model: str,
+    output: str,
+    config: str,
+    base_revision: str = "",
+    checkpoint_uri: str = "",
+    tracking_uri: str | None = None,
+    pipeline_run_id: str = "",
+    replay_data: str = "",
+    *,
+    pin: bool = True,
+) -> TrainJob:
+    """The training job of a pipeline's train step, with the run's base revision pinned
+    (`pin=False`: as given, for a job that is shown, not run)."""
     parsed = parse_config(config, source="train step config")
     if base_revision:
         parsed = parsed.model_copy(update={"base_revision": base_revision})
-    job = TrainJob(
-        config=pin_base_revision(parsed, base_model),
+    return TrainJob(
+        config=pin_base_revision(parsed, base_model) if pin else parsed,
         data=data,
         base_model=base_model,
         output=output,
@@ -228,13 +264,10 @@ def run_train_step(
         pipeline_run_id=pipeline_run_id or None,
         progress=False,
     )
-    code = run_child(launch_command(nproc_per_node, job.write()))
-    if code != 0:
-        reason = "stopped by a signal after checkpointing" if code in (130, 143) else "failed"
-        raise RuntimeError(f"training {reason} (exit code {code}); a retry resumes")
-    output_dir = Path(output)
-    if checkpoint_uri.startswith("gs://"):
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+
+
+def model_summary(output_dir: Path) -> dict[str, float | int | str]:
+    """What the model artifact's metadata says of a finished training."""
     metadata = json.loads((output_dir / "uicap_model.json").read_text())
     metrics = metadata["metrics"]
     return {

@@ -121,7 +121,8 @@ _DESCRIBE_JS = r"""
     const labels = el.labels ? [...el.labels].map((l) => l.innerText).join(" ") : "";
     const own = ["input", "select", "textarea"].includes(tag) ? "" : (
       elCopy.querySelector("[data-redacted]") ? elCopy.textContent : el.innerText);
-    const buttonValue = tag === "input" && ["submit", "button", "reset"].includes(type) ? el.value : "";
+    const isButtonInput = tag === "input" && ["submit", "button", "reset"].includes(type);
+    const buttonValue = isButtonInput ? el.value : "";
     text = clean(el.getAttribute("aria-label")) || clean(labelled) || clean(own) ||
       clean(labels) || clean(buttonValue) || clean(el.getAttribute("placeholder")) ||
       clean(el.getAttribute("title")) || clean(el.getAttribute("alt"));

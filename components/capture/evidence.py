@@ -6,6 +6,7 @@ something the replay never saw ("Opens the settings page" on a click that change
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -79,10 +80,8 @@ def settle(
     """Wait until the action's effects are in; a missed asserted navigation is returned."""
     from playwright.sync_api import Error
 
-    try:
+    with contextlib.suppress(Error):
         frame.evaluate(SETTLE_JS)
-    except Error:
-        pass
     if events.navigations != before.navigations or expect_url:
         try:
             if expect_url:

@@ -236,7 +236,9 @@ def capture(
         secrets.add(step.value)
     with timings.phase("screenshot"):
         masks = [f.locator(sel) for f in page.frames for sel in settings.redact]
-        png = page.screenshot(type="png", animations="disabled", caret="hide", mask=masks)
+        png = page.screenshot(
+            type="png", animations="disabled", caret="hide", mask=masks, mask_color="#000000"
+        )
     page_url = page.url
     with timings.phase("action"):
         before = observe_before(page, frame, events)

@@ -8,6 +8,7 @@ rewrite the flows' origin (`uicap capture --rewrite-origin`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -56,10 +57,8 @@ def main() -> None:
     port = parser.parse_args().port
     with DemoSite(port) as site:
         print(f"demo product at {site.origin}/index.html (Ctrl-C stops it)", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

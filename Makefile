@@ -23,7 +23,7 @@ SERVING_STAMP := $(SERVING_VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC) $
 MODEL ?=
 SERVING_ARGS ?=
 
-.PHONY: install run test lint format java kubectl clean help images serving-venv serving-check \
+.PHONY: install run test lint format java kubectl chromium clean help images serving-venv serving-check \
 	lock podman run-containers push base-digest
 
 help:
@@ -58,7 +58,13 @@ java:
 kubectl:
 	@command -v kubectl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kubernetes-client >/dev/null; }
 
-install: $(INSTALL_STAMP) java kubectl
+# `uicap capture` drives Debian's Chromium through Playwright (never Playwright's download);
+# the fonts are pinned because they change layout, and so the boxes.
+CAPTURE_APT := chromium fonts-liberation fonts-noto-cjk
+chromium:
+	@dpkg -s $(CAPTURE_APT) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(CAPTURE_APT) >/dev/null; }
+
+install: $(INSTALL_STAMP) java kubectl chromium
 
 # kfp.local leaves temporary folders behind: they go under the work folder.
 run: install

@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 
 # --- command registrations (one line per command; keep alphabetical by module) ---
+from pipelines.commands import capture as _capture  # noqa: E402
 from pipelines.commands import config as _config  # noqa: E402
 from pipelines.commands import data as _data  # noqa: E402
 from pipelines.commands import evaluate as _evaluate  # noqa: E402
@@ -33,6 +34,7 @@ from pipelines.commands import tiny_model as _tiny_model  # noqa: E402
 from pipelines.commands import train as _train  # noqa: E402
 from pipelines.commands import trainjob as _trainjob  # noqa: E402
 
+app.command("capture")(_capture.capture)
 app.command("compile")(_pipeline.compile)
 app.add_typer(_config.app, name="config")
 app.command("evaluate")(_evaluate.evaluate)

@@ -62,7 +62,7 @@ def test_every_pin_is_exact_and_hashed(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "extras"),
     [
-        ("dev", ("model", "train", "serving", "dev")),
+        ("dev", ("model", "train", "serving", "capture", "dev")),
         ("trainer", ("model", "train")),
         ("runtime", ()),
     ],
@@ -100,6 +100,12 @@ def test_the_runtime_image_holds_no_torch_or_gpu_library() -> None:
         p for p in runtime if p in {"torch", "torchvision", "triton"} or p.startswith("nvidia")
     ]
     assert heavy == []
+
+
+def test_capture_stays_out_of_the_images() -> None:
+    """`uicap capture` runs beside the product under test, not in a pipeline step."""
+    assert "playwright" in lock("dev")
+    assert [name for name in ("runtime", "trainer") if "playwright" in lock(name)] == []
 
 
 def test_this_environment_is_the_dev_lock() -> None:

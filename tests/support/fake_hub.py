@@ -10,6 +10,7 @@ downloaded" and mean it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -111,6 +112,56 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._route(head=False)
+
+    def do_POST(self) -> None:
+        """Uploads as `HfApi.create_repo` and `upload_folder` make them: every file regular
+        (inline, base64), so no LFS or Xet server is needed."""
+        path = unquote(urlparse(self.path).path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.fake.lock:
+            self.fake.calls.append(f"POST {path}")
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["api", "validate-yaml"]:  # a README.md in a commit is checked
+            return self._json({"errors": [], "warnings": []})
+        if parts[:3] == ["api", "repos", "create"]:
+            request = json.loads(body)
+            kind = request.get("type", "model")
+            name = request["name"]
+            repo_id = f"{request['organization']}/{name}" if request.get("organization") else name
+            self.fake.repo(repo_id, kind)
+            return self._json({"url": f"{self.fake.endpoint}/{kind}s/{repo_id}", "name": repo_id})
+        if parts[0] == "api" and len(parts) >= 6 and parts[1] in ("datasets", "models"):
+            kind, repo_id, verb = parts[1][:-1], "/".join(parts[2:4]), parts[4]
+            if verb == "preupload":
+                files = json.loads(body)["files"]
+                return self._json(
+                    {
+                        "files": [
+                            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                            for f in files
+                        ]
+                    }
+                )
+            if verb == "commit":
+                repo = self.fake.repos.get((kind, repo_id))
+                if repo is None:
+                    return self._error(404, "Repository not found", code="RepoNotFound")
+                files = dict(repo.commits[-1][1]) if repo.commits else {}
+                for line in body.splitlines():
+                    entry = json.loads(line)
+                    if entry["key"] == "file":
+                        files[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
+                    elif entry["key"] == "deletedFile":
+                        files.pop(entry["value"]["path"], None)
+                with self.fake.lock:
+                    sha = repo.commit(files)
+                return self._json(
+                    {
+                        "commitOid": sha,
+                        "commitUrl": f"{self.fake.endpoint}/{kind}s/{repo_id}/commit/{sha}",
+                    }
+                )
+        self._error(404, "Entry not found")
 
     def _route(self, head: bool) -> None:
         path = unquote(urlparse(self.path).path)

@@ -25,6 +25,7 @@ def plan_training(settings: Any, dataset: Path | None = None) -> RunPlan:
     train_records, val_records = plan.train_records, plan.val_records
     if dataset is not None:
         train_records, val_records = _split_counts(dataset)
+    processes, nodes, gpus = training_placement(settings)
     trace = trace_step(
         source.config, config, shape, on_gpu=True, grads_persist=config.batch.grad_accum > 1
     )
@@ -35,7 +36,9 @@ def plan_training(settings: Any, dataset: Path | None = None) -> RunPlan:
         plan,
         model=settings.model.base,
         source=source.described,
-        processes=settings.train.nproc_per_node,
+        processes=processes,
+        nodes=nodes,
+        gpus=gpus,
         vocab_size=source.config.text_config.vocab_size,
         train_records=train_records,
         val_records=val_records,
@@ -51,3 +54,14 @@ def _split_counts(dataset: Path) -> tuple[int, int]:
             f"{dataset}: not a prepared UI dataset (its manifest is {manifest.step}'s)"
         )
     return manifest.counts.train, manifest.counts.val
+
+
+def training_placement(settings: Any) -> tuple[int, int, int]:
+    """Processes, nodes and GPUs paid for: a TrainJob runs one process per GPU on each of
+    its nodes; the pod launcher runs `train.nproc_per_node` on one node."""
+    kube = settings.kubernetes
+    if kube is not None and kube.train_launcher == "trainjob":
+        gpus = kube.train_nodes * kube.accelerator_count
+        return gpus, kube.train_nodes, gpus
+    processes = settings.train.nproc_per_node
+    return processes, 1, kube.accelerator_count if kube is not None else processes

@@ -322,3 +322,31 @@ def test_a_local_build_is_never_pushed_to_the_clusters_registry(tmp_path: Path) 
         }
     )
     assert push_problems(official) == []
+
+
+def test_the_trainjob_launcher_asks_for_no_gpu_and_carries_the_job(tmp_path: Path) -> None:
+    output = tmp_path / "retrain.yaml"
+    overrides = ["kubernetes.train_launcher=trainjob", "kubernetes.train_nodes=2"]
+    args = ["compile", "--profile", "gke", "--output", str(output)]
+    result = CliRunner().invoke(app, [*args, *(x for o in overrides for x in ("--set", o))])
+    assert result.exit_code == 0, result.output
+    spec, platform = yaml.safe_load_all(output.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert "exec-train-op" not in executors
+    launcher = executors["exec-trainjob-op"]["container"]
+    settings = load_settings("gke", overrides)
+    assert launcher["image"] == settings.kubernetes.runtime_image
+    assert "accelerator" not in launcher.get("resources", {})
+    kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-trainjob-op"]
+    assert "nodeSelector" not in kube and "tolerations" not in kube
+    assert int(kube["activeDeadlineSeconds"]) > settings.kubernetes.train_timeout_seconds
+    # The placement travels to the launcher as the TrainJob template parameter.
+    template = spec["root"]["inputDefinitions"]["parameters"]["trainjob"]["defaultValue"]
+    from components.trainjob.manifest import TrainJobTemplate
+
+    parsed = TrainJobTemplate.from_parameter(template)
+    assert (parsed.num_nodes, parsed.gpus_per_node) == (2, settings.kubernetes.accelerator_count)
+    assert parsed.image == settings.kubernetes.trainer_image
+    assert parsed.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    # Evaluate still runs on an H100 in the trainer image.
+    assert executors["exec-evaluate-op"]["container"]["resources"]["accelerator"]

@@ -4,6 +4,7 @@ step of the same small model, and the CLI's fit check on compile."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,45 @@ def test_steps_time_and_cost_follow_the_recipe_arithmetic() -> None:
     assert result.step_seconds == pytest.approx(0.024)
     assert result.run_hours == pytest.approx(3600 * 0.024 / 3600, rel=1e-3)
     assert result.cost_usd == pytest.approx(result.run_hours * 10.0, abs=0.01)
+
+
+def test_nodes_times_gpus_divide_the_steps_at_the_stated_efficiency_and_pay_every_gpu() -> None:
+    config = TrainConfig(batch={"batch_size": 8, "grad_accum": 4}, schedule={"epochs": 3})
+    plan = PlanConfig(peak_tflops=1000, mfu=0.5, gpu_hour_usd=10.0, scaling_efficiency=0.8)
+    shape = worst_case_shape("minicpmv4_6", {}, 448, 100)
+    common = {
+        "model": "m",
+        "source": "s",
+        "vocab_size": 1000,
+        "train_records": 20_000,
+        "val_records": 0,
+    }
+    one = build_plan(_trace_of(6.0), shape, config, plan, processes=1, **common)
+    many = build_plan(_trace_of(6.0), shape, config, plan, processes=16, nodes=2, gpus=16, **common)
+    assert (many.nodes, many.gpus, many.effective_batch) == (2, 16, 8 * 4 * 16)
+    assert many.optimizer_steps == math.ceil(one.optimizer_steps / 16)
+    # Per-GPU memory does not change; each step is slower by the lost efficiency.
+    assert many.memory.peak_memory_gib == one.memory.peak_memory_gib
+    assert many.step_seconds == pytest.approx(one.step_seconds / 0.8, rel=1e-3)
+    expected_hours = many.optimizer_steps * many.step_seconds / 3600
+    assert many.cost_usd == pytest.approx(expected_hours * 16 * 10.0, rel=1e-2)
+    assert any("2 node(s)" in line and "80% scaling" in line for line in many.assumptions)
+
+
+def test_the_trainjob_launcher_plans_one_process_per_gpu_on_every_node() -> None:
+    from pipelines.planning import training_placement
+    from pipelines.settings import load_settings
+
+    settings = load_settings(
+        "gke",
+        [
+            "kubernetes.train_launcher=trainjob",
+            "kubernetes.train_nodes=3",
+            "kubernetes.accelerator_count=8",
+        ],
+    )
+    assert training_placement(settings) == (24, 3, 24)
+    assert training_placement(load_settings("gke")) == (1, 1, 1)
 
 
 def test_suggests_the_largest_batch_that_keeps_the_effective_batch() -> None:

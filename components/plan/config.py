@@ -19,6 +19,9 @@ class PlanConfig(StepConfig):
     # utilisation). bench/gpu_train.py measures the real share on a lent GPU.
     peak_tflops: float = Field(989.0, gt=0)
     mfu: float = Field(0.25, gt=0, le=1)
+    # The share of linear speed-up that data parallelism keeps across processes and nodes
+    # (gradient all-reduce, the slowest rank); measure yours and set it.
+    scaling_efficiency: float = Field(0.9, gt=0, le=1)
     # On-demand price of one GPU-hour (GKE a3-highgpu list price per GPU; put your own).
     gpu_hour_usd: float = Field(11.06, ge=0)
     # Records when no prepared dataset is given: wave-ui-25k's train and validation

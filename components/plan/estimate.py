@@ -39,6 +39,11 @@ class RunPlan(BaseModel):
     model_config_source: str
     gpu: str
     processes: int
+    # Nodes, and the GPUs paid for on all of them (a process per GPU, unless told fewer).
+    nodes: int = 1
+    gpus: int = 1
+    scaling_efficiency: float = 1.0
+    effective_batch: int = 0
     batch_size: int
     grad_accum: int
     sequence_tokens: int
@@ -121,11 +126,18 @@ def build_plan(
     vocab_size: int,
     train_records: int,
     val_records: int,
+    nodes: int = 1,
+    gpus: int | None = None,
 ) -> RunPlan:
     batch, accum = config.batch.batch_size, config.batch.grad_accum
     memory = scaled_memory(trace, batch, vocab_size=vocab_size, plan=plan)
     flops_per_second = plan.peak_tflops * 1e12 * plan.mfu
-    step_seconds = accum * trace.step_flops / trace.batch_size * batch / flops_per_second
+    # Each process computes its own batch; with several, the gradient all-reduce and the
+    # slowest rank cost a share of the linear speed-up (plan.scaling_efficiency).
+    efficiency = plan.scaling_efficiency if processes > 1 else 1.0
+    compute_seconds = accum * trace.step_flops / trace.batch_size * batch / flops_per_second
+    step_seconds = compute_seconds / efficiency
+    gpus = gpus or processes
     steps = optimizer_steps(config, train_records, processes)
     evaluations = steps // config.schedule.eval_steps + int(config.schedule.eval_at_start) + 1
     eval_records = min(val_records, config.batch.eval_max_records or val_records)
@@ -138,6 +150,10 @@ def build_plan(
         model_config_source=source,
         gpu=plan.gpu,
         processes=processes,
+        nodes=nodes,
+        gpus=gpus,
+        scaling_efficiency=efficiency,
+        effective_batch=batch * accum * processes,
         batch_size=batch,
         grad_accum=accum,
         sequence_tokens=shape.tokens,
@@ -152,8 +168,16 @@ def build_plan(
         optimizer_steps=steps,
         step_seconds=round(step_seconds, 3),
         run_hours=round(run_hours, 3),
-        cost_usd=round(run_hours * processes * plan.gpu_hour_usd, 2),
+        cost_usd=round(run_hours * gpus * plan.gpu_hour_usd, 2),
         assumptions=[
+            f"{processes} training process(es) on {nodes} node(s), {gpus} GPU(s) paid for; "
+            f"an effective batch of {batch * accum * processes} "
+            f"({batch} x {accum} accumulation x {processes} processes)"
+            + (
+                f", at {efficiency:.0%} scaling efficiency (plan.scaling_efficiency)"
+                if processes > 1
+                else ""
+            ),
             f"every record as long as the longest: a {shape.image_side}px square screenshot "
             f"({shape.slices} slices, {shape.image_tokens} image tokens) plus "
             f"{shape.text_tokens} text tokens",

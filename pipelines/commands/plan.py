@@ -73,7 +73,10 @@ def print_plan(result: Any) -> None:
 
     console = _summary_console()
     memory = result.memory
-    table = Table(title=f"plan: {escape(result.model)} on {result.processes}x {result.gpu}")
+    where = f"{result.gpus}x {result.gpu}" + (
+        f" ({result.nodes} nodes x {result.gpus // result.nodes})" if result.nodes > 1 else ""
+    )
+    table = Table(title=f"plan: {escape(result.model)} on {where}")
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     rows = [
@@ -83,10 +86,14 @@ def print_plan(result: Any) -> None:
         ("activations", f"{memory.activations_gib:.2f} GiB (logits {memory.logits_gib:.2f})"),
         ("peak per GPU", f"{memory.peak_memory_gib:.2f} of {memory.budget_gib:.1f} GiB"),
         ("fits", "[green]yes[/]" if memory.fits else "[red]no[/]"),
-        ("batch", f"{result.batch_size} x {result.grad_accum} accum, {result.sequence_tokens} tok"),
+        (
+            "batch",
+            f"{result.batch_size} x {result.grad_accum} accum x {result.processes} processes"
+            f" = {result.effective_batch}, {result.sequence_tokens} tok",
+        ),
         ("trainable", f"{result.trainable_params:,} of {result.total_params:,}"),
         ("step", f"{result.step_seconds:.2f} s x {result.optimizer_steps} steps"),
-        ("run", f"{result.run_hours:.2f} h, ${result.cost_usd:,.2f}"),
+        ("run", f"{result.run_hours:.2f} h, ${result.cost_usd:,.2f} for {result.gpus} GPUs"),
     ]
     for name, value in rows:
         table.add_row(name, value)

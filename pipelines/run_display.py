@@ -439,10 +439,15 @@ def _prepare(outputs: Mapping[str, Any], records: Path) -> str:
 
 def _train(outputs: Mapping[str, Any], records: Path) -> str:
     model = _metadata(outputs, "model")
-    return (
+    line = (
         f"{_count(model['final_step'])} steps, best val loss "
         f"{float(model['best_val_loss']):.3f} at step {_count(model['best_step'])}"
     )
+    if "trainjob" in model:
+        line += f"; TrainJob {model['trainjob']} on {_count(model['nodes'])} nodes"
+        if float(model.get("restarts", 0)):
+            line += f", restarted {_count(model['restarts'])}x"
+    return line
 
 
 def _champion(outputs: Mapping[str, Any], records: Path) -> str:

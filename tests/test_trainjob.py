@@ -231,6 +231,14 @@ def test_a_job_of_another_run_is_never_adopted(standin: KubeStandIn) -> None:
     assert standin.jobs  # untouched
 
 
+def test_a_missing_runtime_is_named_before_anything_is_created(standin: KubeStandIn) -> None:
+    manifest = script_job("pass")
+    manifest["spec"]["runtimeRef"]["name"] = "torch-distributed-typo"
+    with pytest.raises(RuntimeError, match="TrainingRuntime torch-distributed-typo does not"):
+        launcher_for(standin).run(manifest)
+    assert not standin.created
+
+
 def test_the_stand_in_refuses_what_the_api_server_refuses(standin: KubeStandIn) -> None:
     manifest = script_job("pass")
     manifest["spec"]["trainer"]["env"] = [{"name": "PET_NNODES", "value": "3"}]
@@ -310,5 +318,87 @@ def test_two_nodes_train_resume_after_a_lost_node_and_write_the_model(
     assert sealed["num_processes"] == 2
     metadata = read_metadata(output)
     assert metadata.metrics.final_step == summary["final_step"] == 6
+    assert (summary["trainjob"], summary["nodes"], summary["restarts"]) == (name, 2, 1)
     assert (output / "adapter" / "adapter_model.safetensors").is_file()
     assert not standin.jobs  # deleted once the model was copied
+
+    # The same job on one node now: its checkpoints belong to two processes.
+    job = job_json_of(standin.created[0])
+    alone = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "RANK", "WORLD"))}
+    single = subprocess.run(
+        [sys.executable, "-m", "components.train", "--job-json", json.dumps(job)],
+        env={**alone, "UICAP_SCRATCH": str(tmp_path / "one-node")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert single.returncode == 2, single.stderr[-3000:]
+    assert "written by 2 training processes and this run has 1" in single.stderr
+
+
+# --- the whole local pipeline -------------------------------------------------------------
+
+
+def test_the_local_pipeline_trains_on_a_trainjob_and_survives_a_lost_node(
+    standin: KubeStandIn, gcs_emulator: Any, tmp_path: Path
+) -> None:
+    """`uicap run` with the trainjob launcher: kfp.local runs every step, the train step
+    creates a TrainJob of two nodes on the stand-in, one node is lost after the first
+    checkpoint, the job restarts and resumes; evaluate and register read its model."""
+    standin.env["STORAGE_EMULATOR_HOST"] = os.environ["STORAGE_EMULATOR_HOST"]
+    root = f"{gcs_emulator.root}/pipeline-root"
+    overrides = [
+        # Checkpoints and the job's model under gs://: the nodes share no disk.
+        f"pipeline_root={root}",
+        "kubernetes.runtime_image=runtime:test",
+        "kubernetes.trainer_image=trainer:test",
+        "kubernetes.train_launcher=trainjob",
+        "kubernetes.train_nodes=2",
+        "train.schedule.max_steps=6",
+        "train.schedule.save_steps=2",
+        "train.schedule.eval_steps=2",
+    ]
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(standin.kubeconfig(tmp_path / "kubeconfig")),
+        "TMPDIR": str(tmp_path),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+
+    def lose_node_1_after_the_first_checkpoint() -> None:
+        def sealed() -> bool:
+            files = storage.list_files(f"{root}/checkpoints/")
+            return any(f.endswith("/step-2/COMPLETE") for f in files)
+
+        standin.wait_for(sealed, 600, "the step-2 checkpoint")
+        (name,) = [job.name for job in standin.jobs.values()]
+        standin.kill_node(name, 1)
+
+    import threading
+
+    killer = threading.Thread(target=lose_node_1_after_the_first_checkpoint, daemon=True)
+    killer.start()
+    work = tmp_path / "work"
+    command = [sys.executable, "-m", "pipelines.cli", "run", "--workdir", str(work)]
+    for override in overrides:
+        command += ["--set", override]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
+    if os.environ.get("UICAP_DUMP_RUN"):
+        Path(os.environ["UICAP_DUMP_RUN"]).write_text(run.stdout + "\n---stderr---\n" + run.stderr)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "gate decision" in run.stdout
+    assert re.search(
+        r"train +succeeded .*; TrainJob uicap-train-\w+ on 2 nodes, restarted 1x", run.stdout
+    )
+    (steps_file,) = work.glob("runs/*/logs/steps.json")
+    steps = {row["step"]: row for row in json.loads(steps_file.read_text())}
+    assert {"train", "evaluate", "register"} <= {
+        s for s, r in steps.items() if r["status"] == "succeeded"
+    }
+    (created,) = standin.created
+    name = created["metadata"]["name"]
+    assert created["spec"]["trainer"]["numNodes"] == 2
+    train_log = next(work.glob("runs/*/logs/train.log")).read_text()
+    assert "restart attempt 1" in train_log, train_log[-3000:]
+    assert "resuming from" in standin.log_of(name, 0, attempt=1)
+    assert not standin.jobs  # the launcher deleted the finished job

@@ -92,6 +92,8 @@ class TrainJobLauncher:
     say: Callable[[str], None] = print
     _logs_stop: threading.Event = field(default_factory=threading.Event)
     _finishing: threading.Event = field(default_factory=threading.Event)
+    # The highest JobSet restart attempt seen on node 0's pods (0: never restarted).
+    restarts_seen: int = 0
 
     def __post_init__(self) -> None:
         from kubernetes import client
@@ -203,6 +205,7 @@ class TrainJobLauncher:
                 "training resumes from its last complete checkpoint"
             )
             self.delete(name, wait=True)
+        self._check_runtime(manifest)
         if self.create(manifest) is None:
             self.say(f"TrainJob {name} was created meanwhile: attaching to it")
             return
@@ -212,6 +215,25 @@ class TrainJobLauncher:
             f"{trainer.get('numProcPerNode', 1)} process(es), runtime "
             f"{manifest['spec']['runtimeRef']['name']}"
         )
+
+    def _check_runtime(self, manifest: dict[str, Any]) -> None:
+        """The runtime the job names must exist: say so plainly rather than leave it to the
+        admission webhook's message."""
+        from kubernetes.client.exceptions import ApiException
+
+        runtime = manifest["spec"]["runtimeRef"]["name"]
+        try:
+            self.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, self.namespace, "trainingruntimes", runtime
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            raise RuntimeError(
+                f"TrainingRuntime {runtime} does not exist in namespace {self.namespace}: "
+                "apply manifests/ (kubectl apply -k manifests/overlays/<env>) after "
+                "installing Kubeflow Trainer v2.3, or set kubernetes.training_runtime"
+            ) from None
 
     def _check_ours(self, existing: dict[str, Any], manifest: dict[str, Any]) -> None:
         """A job of the same name from another run is never adopted (nor deleted)."""
@@ -278,6 +300,7 @@ class TrainJobLauncher:
                 pod = fresh[0]
                 followed.add(pod.metadata.uid)
                 attempt = (pod.metadata.labels or {}).get(RESTART_LABEL, "0")
+                self.restarts_seen = max(self.restarts_seen, int(attempt))
                 self.say(f"--- {pod.metadata.name} (node 0, restart attempt {attempt}) ---")
                 for line in self._log_lines(pod.metadata.name):
                     self.say(f"[node-0] {line}")

@@ -107,4 +107,9 @@ def run_trainjob_step(
     # The model is safe in the artifact: the finished job's pods and objects can go.
     launcher.delete(name)
     launcher.say(f"TrainJob {name} complete; model copied from {model_uri}")
-    return model_summary(Path(output))
+    return {
+        **model_summary(Path(output)),
+        "trainjob": name,
+        "nodes": parsed.num_nodes,
+        "restarts": launcher.restarts_seen,
+    }

@@ -38,6 +38,9 @@ from urllib.parse import parse_qs, urlsplit
 TRAINJOBS = re.compile(
     r"^/apis/trainer\.kubeflow\.org/v1alpha1/namespaces/([^/]+)/trainjobs/?([^/]*)$"
 )
+RUNTIMES = re.compile(
+    r"^/apis/trainer\.kubeflow\.org/v1alpha1/namespaces/([^/]+)/trainingruntimes/([^/]+)$"
+)
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/?$")
 POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events/?$")
@@ -416,6 +419,13 @@ class KubeStandIn:
                 standin.requests.append((method, url.path))
                 if m := TRAINJOBS.match(url.path):
                     self._trainjobs(method, m.group(1), m.group(2))
+                elif (m := RUNTIMES.match(url.path)) and method == "GET":
+                    if m.group(2) in standin.runtimes:
+                        self._send(
+                            200, {"kind": "TrainingRuntime", "metadata": {"name": m.group(2)}}
+                        )
+                    else:
+                        self._send(404, _status(404, "NotFound", f"{m.group(2)} not found"))
                 elif (m := PODS.match(url.path)) and method == "GET":
                     self._send(200, standin._pods(m.group(1), query.get("labelSelector", "")))
                 elif (m := POD_LOG.match(url.path)) and method == "GET":

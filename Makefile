@@ -60,9 +60,16 @@ kubectl:
 
 # `uicap capture` drives Debian's Chromium through Playwright (never Playwright's download);
 # the fonts are pinned because they change layout, and so the boxes.
-CAPTURE_APT := chromium fonts-liberation fonts-noto-cjk
+# Fonts decide text layout and so every box `uicap capture` records: pinned to bookworm's
+# versions. Chromium follows Debian's security updates.
+CAPTURE_FONTS := fonts-liberation=1:1.07.4-11 fonts-noto-cjk=1:20220127+repack1-1
 chromium:
-	@dpkg -s $(CAPTURE_APT) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(CAPTURE_APT) >/dev/null; }
+	@missing=; for pin in $(CAPTURE_FONTS); do \
+		[ "$$(dpkg-query -W -f='$${Version}' "$${pin%%=*}" 2>/dev/null)" = "$${pin#*=}" ] || missing=1; \
+	done; \
+	if [ -n "$$missing" ] || ! command -v chromium >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq --allow-downgrades chromium $(CAPTURE_FONTS) >/dev/null; \
+	fi
 
 install: $(INSTALL_STAMP) java kubectl chromium
 

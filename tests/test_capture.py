@@ -206,7 +206,9 @@ def failing_flow(origin: str) -> dict[str, Any]:
 def test_failures_are_counted_with_reasons(site, tmp_path: Path) -> None:
     flow = tmp_path / "broken.json"
     flow.write_text(json.dumps(failing_flow(site.origin)))
-    settings = ReplaySettings(step_timeout_s=0.5)
+    # Short enough that the steps meant to fail fail quickly, long enough that the steps
+    # meant to succeed do so on a busy 2-core machine.
+    settings = ReplaySettings(step_timeout_s=2.0)
     with pytest.raises(FailureThresholdError) as raised:
         capture([flow], tmp_path / "out", settings=settings, max_failure_fraction=0.5)
     report = json.loads((tmp_path / "out" / "capture.json").read_text())

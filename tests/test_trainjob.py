@@ -321,6 +321,7 @@ def test_two_nodes_train_resume_after_a_lost_node_and_write_the_model(
     assert (summary["trainjob"], summary["nodes"], summary["restarts"]) == (name, 2, 1)
     assert (output / "adapter" / "adapter_model.safetensors").is_file()
     assert not standin.jobs  # deleted once the model was copied
+    assert not storage.list_files(f"{checkpoints}/jobs/")
 
     # The same job on one node now: its checkpoints belong to two processes.
     job = job_json_of(standin.created[0])

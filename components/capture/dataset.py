@@ -8,14 +8,11 @@ plus flow, step, page_url and evidence (a JSON string).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.capture.records import CaptureRecord
+from components.ingest import publish
 
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
@@ -25,8 +22,7 @@ SPLITS = ("train", "unlabelled")
 EXTRA_COLUMNS = ("flow", "step", "page_url", "evidence")
 
 
-class OutputError(FileExistsError):
-    """The output path holds something that is not an earlier capture."""
+OutputError = publish.OutputExistsError
 
 
 def capture_features() -> Features:
@@ -82,36 +78,7 @@ def build(records: list[CaptureRecord]) -> DatasetDict:
 
 def check_replaceable(target: Path) -> None:
     """Only an empty folder or an earlier capture (it holds capture.json) is replaced."""
-    if not target.exists():
-        return
-    if not target.is_dir():
-        raise OutputError(f"refusing to replace {target}: it is a file")
-    if any(target.iterdir()) and not (target / REPORT_NAME).is_file():
-        raise OutputError(
-            f"refusing to replace {target}: it is not empty and holds no {REPORT_NAME}, so "
-            "it is not an earlier capture"
-        )
-
-
-@contextmanager
-def staged(target: Path) -> Iterator[Path]:
-    """A staging folder beside `target` that replaces it when the block succeeds."""
-    check_replaceable(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if target.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        retired.rmdir()
-        target.rename(retired)
-        staging.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(target)
+    publish.check_replaceable(target, REPORT_NAME)
 
 
 def write(records: list[CaptureRecord], report: dict[str, Any], output: Path) -> None:
@@ -121,7 +88,7 @@ def write(records: list[CaptureRecord], report: dict[str, Any], output: Path) ->
     bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        with staged(Path(output)) as staging:
+        with publish.staged_output(Path(output), REPORT_NAME) as staging:
             splits = build(records)
             # One shard per split, even an empty one (zero shards would not load back).
             splits.save_to_disk(str(staging), num_shards={name: 1 for name in splits})

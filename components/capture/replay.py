@@ -114,25 +114,28 @@ def _replay(
                 )
             continue
         counted = is_element  # an element step: it ends as a record or a failure
+
+        def record_of(frame: Frame, element: ElementHandle) -> CaptureRecord:
+            return capture(
+                page,
+                frame,
+                element,
+                flow,
+                index,  # noqa: B023 (called within this iteration only)
+                step,  # noqa: B023
+                rendering,
+                settings,
+                secrets,
+                timings,
+                events,
+                timeout_s,  # noqa: B023
+            )
+
         try:
             if is_element:
                 with timings.phase("locate"):
                     found = resolve(page, step.frame, step.selectors, timeout_s)
-                record = capture(
-                    page,
-                    found.frame,
-                    found.element,
-                    flow,
-                    index,
-                    step,
-                    rendering,
-                    settings,
-                    secrets,
-                    timings,
-                    events,
-                    timeout_s,
-                )
-                result.records.append(record)
+                result.records.append(record_of(found.frame, found.element))
             elif isinstance(step, KeyStep) and step.type == "keyDown":
                 target = _focused(page)
                 if target is None:
@@ -142,20 +145,7 @@ def _replay(
                 frame, element = target
                 counted = True
                 try:
-                    record = capture(
-                        page,
-                        frame,
-                        element,
-                        flow,
-                        index,
-                        step,
-                        rendering,
-                        settings,
-                        secrets,
-                        timings,
-                        events,
-                        timeout_s,
-                    )
+                    record = record_of(frame, element)
                 except StepFailure as failure:
                     page.keyboard.down(step.key)  # the key still goes to the page
                     raise failure

@@ -21,24 +21,25 @@ class OutputExistsError(FileExistsError):
     """The output path holds something that is not a previous step output."""
 
 
-def check_replaceable(target: Path) -> None:
-    """Fail before any work when `target` cannot be replaced."""
+def check_replaceable(target: Path, marker: str = MANIFEST_NAME) -> None:
+    """Fail before any work when `target` cannot be replaced: only an empty folder or an
+    earlier output (it holds `marker`) is."""
     if not target.exists():
         return
     if not target.is_dir():
         raise OutputExistsError(f"refusing to replace {target}: it is a file, not an output folder")
-    if any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
+    if any(target.iterdir()) and not (target / marker).is_file():
         raise OutputExistsError(
-            f"refusing to replace {target}: it is not empty and holds no {MANIFEST_NAME}, "
+            f"refusing to replace {target}: it is not empty and holds no {marker}, "
             "so it is not an earlier output of this step"
         )
 
 
 @contextmanager
-def staged_output(target: Path) -> Iterator[Path]:
+def staged_output(target: Path, marker: str = MANIFEST_NAME) -> Iterator[Path]:
     """Yield an empty staging folder; when the block succeeds it replaces `target`."""
     target = Path(target)
-    check_replaceable(target)
+    check_replaceable(target, marker)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     try:
@@ -46,11 +47,11 @@ def staged_output(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _replace(staging, target)
+    _replace(staging, target, marker)
 
 
-def _replace(staging: Path, target: Path) -> None:
-    check_replaceable(target)
+def _replace(staging: Path, target: Path, marker: str) -> None:
+    check_replaceable(target, marker)
     if not target.exists():
         staging.rename(target)
         return

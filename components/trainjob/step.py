@@ -104,8 +104,10 @@ def run_trainjob_step(
     launcher.run(manifest)
     model_uri = storage.join(trainjob_work_uri(checkpoint_uri, name), MODEL_FOLDER)
     storage.copy_tree(model_uri, output)
-    # The model is safe in the artifact: the finished job's pods and objects can go.
+    # The model is safe in the artifact: the finished job and its copy of the model can
+    # go (a retry that finds neither resumes from the final checkpoint, a short job).
     launcher.delete(name)
+    storage.delete_tree(trainjob_work_uri(checkpoint_uri, name))
     launcher.say(f"TrainJob {name} complete; model copied from {model_uri}")
     return {
         **model_summary(Path(output)),

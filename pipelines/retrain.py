@@ -158,31 +158,21 @@ def build_retrain_pipeline(settings: Settings) -> Any:
                 )
                 general.set_display_name("general-holdout")
 
+                inputs = {
+                    "data": prepare.outputs["prepared"],
+                    "base_model": base_model,
+                    "config": train_config,
+                    "base_revision": lineage.outputs["base_revision"],
+                    "checkpoint_uri": lineage.outputs["checkpoint_uri"],
+                    "registry": registry,
+                    "replay": general.output,
+                }
                 if uses_trainjob:
                     # A CPU launcher creates a TrainJob across nodes and waits for it.
-                    train = trainjob_op(
-                        data=prepare.outputs["prepared"],
-                        base_model=base_model,
-                        template=trainjob,
-                        config=train_config,
-                        base_revision=lineage.outputs["base_revision"],
-                        checkpoint_uri=lineage.outputs["checkpoint_uri"],
-                        registry=registry,
-                        pipeline_run_id=RUN_ID,
-                        replay=general.output,
-                    )
+                    train = trainjob_op(**inputs, template=trainjob, pipeline_run_id=RUN_ID)
                     trainjob_launcher_step(train, "train", settings)
                 else:
-                    train = train_op(
-                        data=prepare.outputs["prepared"],
-                        base_model=base_model,
-                        config=train_config,
-                        base_revision=lineage.outputs["base_revision"],
-                        checkpoint_uri=lineage.outputs["checkpoint_uri"],
-                        registry=registry,
-                        nproc_per_node=nproc_per_node,
-                        replay=general.output,
-                    )
+                    train = train_op(**inputs, nproc_per_node=nproc_per_node)
                     gpu_step(train, "train", settings)
 
                 champion = champion_op(registry=registry)

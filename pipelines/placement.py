@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from kfp import dsl, kubernetes
 
-from components.trainjob.manifest import SecretKeyEnv, TrainJobTemplate
+from components.trainjob.manifest import (
+    HF_CACHE_MOUNT,
+    SHM_VOLUME,
+    SecretKeyEnv,
+    TrainJobTemplate,
+)
 from pipelines.settings import SecretEnv, Settings
 
-HF_CACHE_MOUNT = "/hf-cache"
-SHM_VOLUME = "dshm"
 # How long a TrainJob launcher may wait, beyond the training timeout, for admission.
 LAUNCHER_QUEUE_ALLOWANCE_S = 6 * 3600
 

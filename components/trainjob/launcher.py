@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.trainjob.manifest import API_GROUP, API_VERSION, PLURAL, RUN_LABEL
+from components.trainjob.manifest import API_GROUP, API_VERSION, PLURAL, QUEUE_LABEL, RUN_LABEL
 
 # Labels JobSet and the Job controller put on every pod: node 0 is completion index 0.
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
@@ -269,7 +269,7 @@ class TrainJobLauncher:
     def _report(self, name: str, job: dict[str, Any], state: str) -> None:
         labels = job.get("metadata", {}).get("labels") or {}
         if state == "Suspended":
-            queue = labels.get("kueue.x-k8s.io/queue-name")
+            queue = labels.get(QUEUE_LABEL)
             why = f"waiting for Kueue to admit it to queue {queue}" if queue else "suspended"
             self.say(f"TrainJob {name}: {why}")
         else:

@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.train.run import ENTRY_MODULE
+
 API_GROUP = "trainer.kubeflow.org"
 API_VERSION = "v1alpha1"
 PLURAL = "trainjobs"
@@ -34,7 +36,7 @@ PATCH_MANAGER = "uicap.dev/train-launcher"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RUN_LABEL = "uicap.dev/pipeline-run"
 TASK_LABEL = "uicap.dev/task"
-ENTRY_MODULE = "components.train"
+# Shared with the pod launcher (pipelines/placement.py), so both mount the same paths.
 SHM_VOLUME = "dshm"
 HF_CACHE_VOLUME = "hf-cache"
 HF_CACHE_MOUNT = "/hf-cache"
@@ -85,10 +87,6 @@ class TrainJobTemplate(BaseModel):
     @classmethod
     def from_parameter(cls, text: str) -> TrainJobTemplate:
         return cls.model_validate_json(text)
-
-    @property
-    def total_processes(self) -> int:
-        return self.num_nodes * self.proc_per_node
 
 
 def job_name(run_id: str, task: str = "train") -> str:
